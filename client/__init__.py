@@ -1,0 +1,1 @@
+"""seal command-line client."""

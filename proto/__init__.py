@@ -1,0 +1,1 @@
+"""seal's gRPC API: ``.proto`` sources and the generated modules beside them."""

@@ -1,0 +1,194 @@
+"""A write batch: objects staged in tmp/, renamed into objects/, made durable together.
+
+The order is what makes a crash harmless: (1) write each object to tmp/ and
+rename it to its final name, (2) one ``syncfs`` for the whole batch, (3) one
+LMDB transaction recording every object.  A crash before (3) leaves only
+complete, unrecorded files (orphans) that ``gc`` removes; no record ever
+points at a missing or partial file.  Every digest a batch touches is held as
+a temp root until the batch ends, so a concurrent ``gc`` cannot free it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from typing import TYPE_CHECKING, BinaryIO
+
+from .db import FLAG_EXEC, Kind, ObjectRecord
+from .digest import Digest
+from .layout import EXEC_MODE, PLAIN_MODE, syncfs
+
+if TYPE_CHECKING:
+    from .store import Store
+
+CHUNK = 1 << 20
+SMALL_FILE = 1 << 20  # read whole; larger files are streamed through tmp/
+
+
+class Batch:
+    """Collects objects and commits them at once; use via ``Store.batch()``."""
+
+    def __init__(self, store: Store):
+        self._store = store
+        self._layout = store.layout
+        self._db = store.db
+        self._pending: dict[Digest, ObjectRecord] = {}
+        self._refs: dict[Digest, list[Digest]] = {}
+        self._held: list[Digest] = []
+        self._wrote = False
+        self._roots: dict[str, Digest] = {}
+
+    # -- adding objects -----------------------------------------------------------------
+    def add_bytes(
+        self,
+        data: bytes | bytearray | memoryview,
+        *,
+        kind: Kind = Kind.BLOB,
+        executable: bool = False,
+        refs: list[Digest] | None = None,
+    ) -> Digest:
+        digest = Digest(hashlib.sha256(data).digest())
+        self._place(digest, len(data), kind, executable, data=data)
+        if refs is not None:
+            self._refs[digest] = refs
+        return digest
+
+    def add_fd(self, fd: int, size: int, *, executable: bool = False) -> tuple[Digest, int]:
+        """Add an open regular file of (about) ``size`` bytes; return digest and true size."""
+        if size <= SMALL_FILE:
+            data = _read_all(fd, size)
+            return self.add_bytes(data, executable=executable), len(data)
+        return self._add_streamed(lambda buf: os.readv(fd, [buf]), executable)
+
+    def add_stream(self, stream: BinaryIO, *, executable: bool = False) -> tuple[Digest, int]:
+        """Add everything readable from ``stream``, in constant memory."""
+        return self._add_streamed(stream.readinto, executable)
+
+    def _add_streamed(self, readinto, executable: bool) -> tuple[Digest, int]:
+        tmp = self._store._tmp_name()
+        hasher = hashlib.sha256()
+        size = 0
+        buf = bytearray(CHUNK)
+        view = memoryview(buf)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, PLAIN_MODE)
+        try:
+            while True:
+                n = readinto(buf)
+                if not n:
+                    break
+                chunk = view[:n]
+                hasher.update(chunk)
+                _write_all(fd, chunk)
+                size += n
+            self._store._fix_mode(fd, PLAIN_MODE)
+        finally:
+            os.close(fd)
+        digest = Digest(hasher.digest())
+        try:
+            self._place(digest, size, Kind.BLOB, executable, staged=tmp)
+        finally:
+            if os.path.lexists(tmp):
+                os.unlink(tmp)
+        return digest, size
+
+    def _place(self, digest, size, kind, executable, *, data=None, staged=None) -> None:
+        """Make ``digest`` present in objects/ (plain, and executable if asked) and pending."""
+        if digest not in self._pending:
+            self._store._hold([digest])
+            self._held.append(digest)
+            record = self._db.get(digest)
+            if record is None:
+                record = ObjectRecord(digest, size, kind, 0)
+                self._write(digest, False, data, staged)
+                self._pending[digest] = record
+            elif executable and not record.has_exec:
+                self._pending[digest] = record
+            else:
+                return
+        record = self._pending[digest]
+        if executable and not record.has_exec:
+            self._write(digest, True, data, staged)
+            self._pending[digest] = ObjectRecord(
+                digest, record.size, record.kind, record.flags | FLAG_EXEC
+            )
+
+    def _write(self, digest: Digest, executable: bool, data, staged) -> None:
+        final = self._layout.object_path(digest, executable)
+        mode = EXEC_MODE if executable else PLAIN_MODE
+        if data is None:
+            # streamed: the plain object is the staged file itself; an exec copy is a new inode
+            source = staged if os.path.lexists(staged) else self._layout.object_path(digest)
+            if not executable and source == staged:
+                os.rename(staged, final)
+                self._wrote = True
+                return
+            data_path = source
+            tmp = self._store._tmp_name()
+            _copy_file(data_path, tmp, mode, self._store)
+        else:
+            tmp = self._store._tmp_name()
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
+            try:
+                _write_all(fd, data)
+                self._store._fix_mode(fd, mode)
+            finally:
+                os.close(fd)
+        os.rename(tmp, final)
+        self._wrote = True
+
+    def set_root(self, name: str, digest: Digest) -> None:
+        """Root ``digest`` (already added or recorded) in this batch's transaction."""
+        self._roots[name] = digest
+
+    # -- ending -------------------------------------------------------------------------
+    def commit(self) -> None:
+        """Make the batch durable (one syncfs) and record it (one transaction)."""
+        try:
+            if self._pending or self._refs or self._roots:
+                if self._wrote:
+                    syncfs(self._layout.objects)
+                self._db.record(self._pending.values(), self._refs, self._roots)
+        finally:
+            self.release()
+
+    def release(self) -> None:
+        """Drop this batch's temp roots (after commit, or on abort)."""
+        held, self._held = self._held, []
+        self._store._unhold(held)
+
+
+def _read_all(fd: int, size: int) -> bytes:
+    data = os.read(fd, size + 1)
+    if len(data) == size:
+        return data
+    parts = [data]
+    while True:  # the file changed size since fstat, or a short read
+        chunk = os.read(fd, CHUNK)
+        if not chunk:
+            return b"".join(parts)
+        parts.append(chunk)
+
+
+def _write_all(fd: int, data) -> None:
+    view = memoryview(data)
+    while view:
+        n = os.write(fd, view)
+        view = view[n:]
+
+
+def _copy_file(src: str, dst: str, mode: int, store: Store) -> None:
+    sfd = os.open(src, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        dfd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
+        try:
+            remaining = os.fstat(sfd).st_size
+            while remaining > 0:
+                n = os.copy_file_range(sfd, dfd, min(remaining, 1 << 30))
+                if n == 0:
+                    break
+                remaining -= n
+            store._fix_mode(dfd, mode)
+        finally:
+            os.close(dfd)
+    finally:
+        os.close(sfd)

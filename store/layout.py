@@ -1,0 +1,81 @@
+"""Where things live under a store root, and the filesystem primitives the store relies on.
+
+::
+
+    VERSION                  format version; a newer one is refused
+    objects/sha256/ab/<hex>  blob bytes, read-only (0444)
+    objects/sha256/ab/<hex>.x  the same bytes as a separate 0555 inode, for executable uses
+    db/                      LMDB environment
+    tmp/                     staging on the same filesystem (atomic rename)
+    trees/<hex>/             materialized trees: directories of hardlinks to objects
+    keys/                    signing keys
+    lock                     the writer lock (flock), holding the writer's pid
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+from pathlib import Path
+
+from .digest import Digest
+
+FORMAT_VERSION = 1
+EXEC_SUFFIX = ".x"
+PLAIN_MODE = 0o444
+EXEC_MODE = 0o555
+
+
+class Layout:
+    """Paths of one store; creates nothing by itself except in ``create``."""
+
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root).absolute()
+        self.version_file = self.root / "VERSION"
+        self.objects = self.root / "objects" / "sha256"
+        self.db = self.root / "db"
+        self.tmp = self.root / "tmp"
+        self.trees = self.root / "trees"
+        self.keys = self.root / "keys"
+        self.lock = self.root / "lock"
+        self._objects_str = str(self.objects)
+
+    def object_path(self, digest: Digest, executable: bool = False) -> str:
+        h = digest.raw.hex()
+        suffix = EXEC_SUFFIX if executable else ""
+        return f"{self._objects_str}/{h[:2]}/{h}{suffix}"
+
+    def tree_path(self, digest: Digest) -> Path:
+        return self.trees / digest.hex
+
+    def create(self) -> None:
+        """Make every directory of the layout (idempotent)."""
+        for d in (self.db, self.tmp, self.trees):
+            d.mkdir(parents=True, exist_ok=True)
+        self.keys.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.objects.mkdir(parents=True, exist_ok=True)
+        for i in range(256):
+            (self.objects / f"{i:02x}").mkdir(exist_ok=True)
+
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_syncfs = getattr(_libc, "syncfs", None)
+
+
+def syncfs(path: str | os.PathLike) -> None:
+    """Flush the whole filesystem holding ``path``: one sync per batch, not one per file."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        if _syncfs is None:
+            os.sync()
+        elif _syncfs(fd) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, os.strerror(err), str(path))
+    finally:
+        os.close(fd)
+
+
+def current_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask

@@ -1,0 +1,394 @@
+"""The Store: one object a process opens to read or write a store directory.
+
+>>> import tempfile
+>>> with Store.open(tempfile.mkdtemp()) as store:
+...     d = store.put_bytes(b"hello")
+...     store.get_bytes(d)
+b'hello'
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+import shutil
+import stat
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from . import checkout as _checkout
+from . import gc as _gc
+from . import ingest
+from . import verify as _verify
+from .batch import Batch
+from .db import Kind, MetaDB, ObjectRecord
+from .digest import Digest
+from .errors import (
+    NotATree,
+    ObjectNotFound,
+    StoreError,
+    StoreMissing,
+    StoreVersionError,
+    UnsupportedFile,
+)
+from .layout import FORMAT_VERSION, Layout, current_umask
+from .lock import WriterLock
+from .tree import Directory
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectInfo:
+    digest: Digest
+    size: int
+    kind: Kind
+    executable_copy: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One entry of a tree walk; ``path`` is relative, bytes-exact."""
+
+    path: bytes
+    kind: str  # "file", "dir" or "symlink"
+    digest: Digest | None
+    size: int
+    executable: bool = False
+    target: bytes | None = None
+
+
+def default_root() -> Path:
+    """``$SEAL_STORE``, else ``$XDG_DATA_HOME/seal``, else ``~/.local/share/seal``."""
+    if env := os.environ.get("SEAL_STORE"):
+        return Path(env)
+    data_home = os.environ.get("XDG_DATA_HOME") or os.path.expanduser("~/.local/share")
+    return Path(data_home) / "seal"
+
+
+class Store:
+    """A content-addressed store on disk.
+
+    A writable store holds the writer lock for its whole life; a read-only one
+    takes no lock and may be opened while a writer runs.
+    """
+
+    def __init__(self, layout: Layout, db: MetaDB, lock: WriterLock | None):
+        self.layout = layout
+        self.db = db
+        self._lock = lock
+        self._guard = threading.Lock()
+        self._held: Counter[Digest] = Counter()
+        self._gc_protect: set[Digest] | None = None
+        self._gc_mutex = threading.Lock()
+        self._tmp_counter = itertools.count()
+        self._tmp_dir = ""
+        self._umask = current_umask()
+        if lock is not None:
+            self._tmp_dir = str(layout.tmp / f"w{os.getpid()}")
+            shutil.rmtree(layout.tmp, ignore_errors=True)  # leftovers of dead writers
+            os.makedirs(self._tmp_dir)
+
+    # -- opening ------------------------------------------------------------------------
+    @classmethod
+    def open(cls, root: str | os.PathLike | None = None, *, readonly: bool = False) -> Store:
+        """Open (and, when writable, create) the store at ``root``.
+
+        Raises StoreLocked when another process writes, StoreVersionError when
+        the format is newer than this seal, StoreMissing for a read-only open of
+        a store that does not exist.
+        """
+        layout = Layout(root if root is not None else default_root())
+        if readonly:
+            if not layout.version_file.exists():
+                raise StoreMissing(
+                    f"no store at {layout.root}", hint="add something to it first, or pass --store"
+                )
+            _check_version(layout)
+            return cls(layout, MetaDB(layout.db, readonly=True), None)
+        try:
+            layout.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot create store at {layout.root}: {exc.strerror}") from None
+        if layout.root.exists() and not layout.root.is_dir():
+            raise StoreError(f"{layout.root} is not a directory")
+        if layout.version_file.exists():
+            _check_version(layout)
+        lock = WriterLock(layout.lock, layout.root)
+        lock.acquire()
+        try:
+            if not layout.version_file.exists():
+                _check_empty(layout)
+            layout.create()
+            if not layout.version_file.exists():
+                tmp = layout.root / "VERSION.tmp"
+                tmp.write_text(f"{FORMAT_VERSION}\n")
+                os.replace(tmp, layout.version_file)
+            _check_version(layout)
+            return cls(layout, MetaDB(layout.db, readonly=False), lock)
+        except BaseException:
+            lock.release()
+            raise
+
+    def close(self) -> None:
+        self.db.close()
+        if self._lock is not None:
+            shutil.rmtree(self._tmp_dir, ignore_errors=True)
+            self._lock.release()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    @property
+    def root(self) -> Path:
+        return self.layout.root
+
+    @property
+    def writable(self) -> bool:
+        return self._lock is not None
+
+    # -- writing ------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[Batch]:
+        """A write batch committed (one syncfs, one transaction) when the block ends."""
+        self._require_writable()
+        batch = Batch(self)
+        try:
+            yield batch
+        except BaseException:
+            batch.release()
+            raise
+        batch.commit()
+
+    def put_bytes(self, data: bytes) -> Digest:
+        with self.batch() as b:
+            return b.add_bytes(data)
+
+    def put_stream(self, stream: BinaryIO) -> Digest:
+        with self.batch() as b:
+            return b.add_stream(stream)[0]
+
+    def put_file(self, path: str | os.PathLike) -> Digest:
+        with self.batch() as b:
+            return ingest.ingest_file(b, os.fsencode(path))[0]
+
+    def put_tree(self, path: str | os.PathLike) -> Digest:
+        with self.batch() as b:
+            return ingest.ingest_tree(b, os.fsencode(path))[0]
+
+    def put_path(self, path: str | os.PathLike, *, root: str | None = None) -> Digest:
+        """Add a file or a directory (never following a symlink); optionally root it."""
+        self._require_writable()
+        p = os.fsencode(path)
+        try:
+            mode = os.lstat(p).st_mode
+        except FileNotFoundError:
+            raise UnsupportedFile(os.fsdecode(p), "no such file or directory") from None
+        if stat.S_ISLNK(mode):
+            raise UnsupportedFile(
+                os.fsdecode(p), "is a symlink; add its target or the directory that holds it"
+            )
+        if root is not None:
+            _check_root_name(root)
+        with self.batch() as b:
+            if stat.S_ISDIR(mode):
+                ingest.check_mode(p, mode)
+                digest = ingest.ingest_tree(b, p)[0]
+            else:
+                digest = ingest.ingest_file(b, p)[0]
+            if root is not None:
+                b.set_root(root, digest)  # recorded in the batch's own transaction
+        return digest
+
+    # -- reading ------------------------------------------------------------------------
+    def record(self, digest: Digest) -> ObjectRecord:
+        rec = self.db.get(digest)
+        if rec is None:
+            raise ObjectNotFound(digest)
+        return rec
+
+    def has(self, digest: Digest) -> bool:
+        return self.db.get(digest) is not None
+
+    def stat(self, digest: Digest) -> ObjectInfo:
+        rec = self.record(digest)
+        return ObjectInfo(rec.digest, rec.size, rec.kind, rec.has_exec)
+
+    def open_blob(self, digest: Digest) -> BinaryIO:
+        self.record(digest)
+        try:
+            return open(self.layout.object_path(digest), "rb")
+        except FileNotFoundError:
+            raise StoreError(
+                f"{digest} is recorded but its file is missing", hint="run 'seal store verify'"
+            ) from None
+
+    def get_bytes(self, digest: Digest) -> bytes:
+        with self.open_blob(digest) as f:
+            return f.read()
+
+    def read_tree(self, digest: Digest) -> Directory:
+        rec = self.record(digest)
+        if rec.kind != Kind.TREE:
+            raise NotATree(f"{digest} is a {rec.kind.label}, not a tree")
+        return Directory.decode(self.get_bytes(digest))
+
+    def walk(self, tree: Digest, prefix: bytes = b"") -> Iterator[Entry]:
+        """Every entry under ``tree``, depth first, in name order; paths start with ``prefix``."""
+        directory = self.read_tree(tree)
+        entries: list[tuple[bytes, Entry]] = []
+        for f in directory.files:
+            entries.append((f.name, Entry(prefix + f.name, "file", f.digest, f.size, f.executable)))
+        for s in directory.symlinks:
+            entries.append(
+                (s.name, Entry(prefix + s.name, "symlink", None, len(s.target), target=s.target))
+            )
+        for d in directory.directories:
+            entries.append((d.name, Entry(prefix + d.name, "dir", d.digest, d.size)))
+        for _name, entry in sorted(entries, key=lambda e: e[0]):
+            yield entry
+            if entry.kind == "dir":
+                yield from self.walk(entry.digest, entry.path + b"/")
+
+    def closure(self, *digests: Digest, missing_ok: bool = False) -> set[Digest]:
+        """Every object reachable from ``digests`` (themselves included)."""
+        seen: set[Digest] = set()
+        todo = list(digests)
+        while todo:
+            d = todo.pop()
+            if d in seen:
+                continue
+            if not missing_ok:
+                self.record(d)
+            seen.add(d)
+            todo.extend(self.db.refs_of(d))
+        return seen
+
+    # -- materializing ------------------------------------------------------------------
+    def checkout(self, tree: Digest, dest: str | os.PathLike) -> int:
+        """Write ``tree`` at ``dest`` as hardlinks to store objects; returns entry count."""
+        return _checkout.checkout(self, tree, dest)
+
+    def materialize(self, tree: Digest) -> Path:
+        """The tree as ``trees/<hex>/`` inside the store (made once, then reused)."""
+        self._require_writable()
+        target = self.layout.tree_path(tree)
+        self._hold([tree])
+        try:
+            if not target.exists():
+                staging = os.fsencode(self._tmp_name())
+                self.read_tree(tree)
+                os.mkdir(staging)
+                _checkout.write_tree(self, tree, staging)
+                os.rename(staging, target)
+            return target
+        finally:
+            self._unhold([tree])
+
+    # -- roots, gc, verify --------------------------------------------------------------
+    def roots(self) -> dict[str, Digest]:
+        return self.db.roots_map()
+
+    def add_root(self, name: str, digest: Digest) -> None:
+        """Name ``digest`` so gc keeps it and everything it references."""
+        self._require_writable()
+        _check_root_name(name)
+        self._hold([digest])
+        try:
+            closure = self.closure(digest)
+            self._hold(closure)  # protect against a gc that marked before this root existed
+            self._unhold(closure)
+            self.db.set_root(name, digest)
+        finally:
+            self._unhold([digest])
+
+    def remove_root(self, name: str) -> None:
+        self._require_writable()
+        if not self.db.remove_root(name):
+            raise StoreError(f"no root named {name!r}", hint="'seal store roots' lists them")
+
+    def gc(self, *, dry_run: bool = False) -> _gc.GcReport:
+        self._require_writable()
+        return _gc.collect(self, dry_run=dry_run)
+
+    def verify(self) -> _verify.VerifyReport:
+        return _verify.verify(self)
+
+    # -- temp roots (package-private) ---------------------------------------------------
+    def _hold(self, digests) -> None:
+        with self._guard:
+            self._held.update(digests)
+            if self._gc_protect is not None:
+                self._gc_protect.update(digests)
+
+    def _unhold(self, digests) -> None:
+        with self._guard:
+            self._held.subtract(digests)
+            for d in digests:
+                if self._held[d] <= 0:
+                    del self._held[d]
+
+    @contextlib.contextmanager
+    def _gc_session(self) -> Iterator[Callable[[], set[Digest]]]:
+        with self._gc_mutex:
+            with self._guard:
+                self._gc_protect = set(self._held)
+            try:
+                yield lambda: set(self._gc_protect) | set(self._held)
+            finally:
+                with self._guard:
+                    self._gc_protect = None
+
+    @contextlib.contextmanager
+    def _sweep_guard(self) -> Iterator[None]:
+        with self._guard:
+            yield
+
+    def _tmp_name(self) -> str:
+        return f"{self._tmp_dir}/{next(self._tmp_counter)}"
+
+    def _fix_mode(self, fd: int, mode: int) -> None:
+        if mode & self._umask:
+            os.fchmod(fd, mode)
+
+    def _require_writable(self) -> None:
+        if self._lock is None:
+            raise StoreError("this store was opened read-only")
+
+
+def _check_version(layout: Layout) -> None:
+    try:
+        text = layout.version_file.read_text().strip()
+        version = int(text)
+    except (OSError, ValueError):
+        raise StoreVersionError(f"{layout.version_file} is unreadable or not a number") from None
+    if version > FORMAT_VERSION:
+        raise StoreVersionError(
+            f"store {layout.root} has format {version}, newer than this seal supports "
+            f"({FORMAT_VERSION})",
+            hint="upgrade seal to use this store",
+        )
+    if version < FORMAT_VERSION:
+        raise StoreVersionError(f"store {layout.root} has old format {version}")
+
+
+def _check_empty(layout: Layout) -> None:
+    """Refuse to turn a directory holding other things into a store."""
+    allowed = {"lock", "VERSION.tmp"}
+    extra = [p.name for p in layout.root.iterdir() if p.name not in allowed]
+    if extra:
+        raise StoreError(
+            f"{layout.root} is not a seal store and is not empty",
+            hint="choose an empty or new directory for --store",
+        )
+
+
+def _check_root_name(name: str) -> None:
+    if not name or not name.isprintable() or len(name.encode()) > 255:
+        raise StoreError(f"invalid root name {name!r}: use 1-255 printable characters")
