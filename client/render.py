@@ -1,0 +1,126 @@
+"""Human and ``--json`` output for the CLI's results (plain dicts)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import TextIO
+
+
+class Renderer:
+    """Writes results to stdout and notes to stderr, honouring --json and -q."""
+
+    def __init__(self, *, as_json: bool, quiet: bool, out: TextIO | None = None,
+                 err: TextIO | None = None):
+        self.as_json = as_json
+        self.quiet = quiet
+        self.out = out or sys.stdout
+        self.err = err or sys.stderr
+
+    def json(self, value: object) -> None:
+        self.out.write(json.dumps(value, indent=2, sort_keys=True) + "\n")
+
+    def line(self, text: str = "") -> None:
+        self.out.write(text + "\n")
+
+    def note(self, text: str) -> None:
+        if not self.quiet:
+            self.err.write(text + "\n")
+
+    def error(self, message: str, hint: str | None, reason: str = "error") -> None:
+        if self.as_json:
+            body = {"reason": reason, "message": message, "hint": hint}
+            self.err.write(json.dumps({"error": body}, sort_keys=True) + "\n")
+            return
+        self.err.write(f"seal: error: {message}\n")
+        if hint:
+            self.err.write(f"  hint: {hint}\n")
+
+    # -- per verb -----------------------------------------------------------------------
+    def added(self, r: dict) -> None:
+        if self.as_json:
+            return self.json(r)
+        rooted = f" as root {r['root']!r}" if r["root"] else ""
+        self.note(f"added {r['kind']} ({_size(r['size'])}){rooted}")
+        self.line(r["digest"])
+
+    def listing(self, entries: list[dict]) -> None:
+        if self.as_json:
+            return self.json(entries)
+        width = max((len(str(e["size"])) for e in entries), default=1)
+        for e in entries:
+            size = "-" if e["kind"] == "dir" else str(e["size"])
+            digest = e["digest"] or "-"
+            path = e["path"] + ("/" if e["kind"] == "dir" else "")
+            if e["target"] is not None:
+                path += f" -> {e['target']}"
+            self.line(f"{e['mode']} {size:>{width}} {digest:71} {path}")
+
+    def checked_out(self, r: dict) -> None:
+        if self.as_json:
+            return self.json(r)
+        self.line(f"checked out {r['entries']} entries of {r['digest']} to {r['path']}")
+
+    def stat(self, r: dict) -> None:
+        if self.as_json:
+            return self.json(r)
+        self.line(f"digest: {r['digest']}")
+        self.line(f"kind:   {r['kind']}")
+        self.line(f"size:   {r['size']}")
+        if r["roots"]:
+            self.line(f"roots:  {', '.join(r['roots'])}")
+
+    def verified(self, r: dict) -> None:
+        if self.as_json:
+            return self.json(r)
+        for d in r["missing"]:
+            self.line(f"missing  {d}")
+        for d in r["corrupt"]:
+            self.line(f"corrupt  {d}")
+        for d in r["dangling"]:
+            self.line(f"dangling {d['child']} (referenced by tree {d['tree']})")
+        for p in r["orphaned"]:
+            self.line(f"orphaned {p}")
+        verdict = "ok" if r["ok"] else "DAMAGED"
+        self.line(
+            f"{verdict}: checked {r['checked']} objects ({_size(r['bytes_checked'])}); "
+            f"{len(r['missing'])} missing, {len(r['corrupt'])} corrupt, "
+            f"{len(r['dangling'])} dangling, {len(r['orphaned'])} orphaned"
+            + (" (gc removes orphans)" if r["orphaned"] else "")
+        )
+
+    def collected(self, r: dict) -> None:
+        if self.as_json:
+            return self.json(r)
+        verb = "would remove" if r["dry_run"] else "removed"
+        if r["dry_run"]:
+            for d in r["objects"]:
+                self.line(f"unreachable {d}")
+            for p in r["orphans"]:
+                self.line(f"orphan      {p}")
+            for d in r["trees"]:
+                self.line(f"checkout    {d}")
+        self.line(
+            f"{verb} {len(r['objects'])} objects, {len(r['orphans'])} orphan files and "
+            f"{len(r['trees'])} materialized trees ({_size(r['bytes_freed'])}); "
+            f"{r['live']} objects are reachable from roots"
+        )
+
+    def roots(self, roots: dict[str, str]) -> None:
+        if self.as_json:
+            return self.json(roots)
+        for name, digest in roots.items():
+            self.line(f"{digest} {name}")
+
+    def done(self, r: dict, text: str) -> None:
+        if self.as_json:
+            return self.json(r)
+        self.note(text)
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"  # pragma: no cover
