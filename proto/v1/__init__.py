@@ -1,0 +1,1 @@
+"""Generated gRPC modules for seal.v1 (regenerate: python proto/generate.py)."""
