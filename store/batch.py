@@ -93,7 +93,8 @@ class Batch:
 
     def _place(self, digest, size, kind, executable, *, data=None, staged=None) -> None:
         """Make ``digest`` present in objects/ (plain, and executable if asked) and pending."""
-        if digest not in self._pending:
+        record = self._pending.get(digest)
+        if record is None:
             self._store._hold([digest])
             self._held.append(digest)
             record = self._db.get(digest)
@@ -101,16 +102,12 @@ class Batch:
                 record = ObjectRecord(digest, size, kind, 0)
                 self._write(digest, False, data, staged)
                 self._pending[digest] = record
-            elif executable and not record.has_exec:
-                self._pending[digest] = record
-            else:
-                return
-        record = self._pending[digest]
+        flags = record.flags
         if executable and not record.has_exec:
             self._write(digest, True, data, staged)
-            self._pending[digest] = ObjectRecord(
-                digest, record.size, record.kind, record.flags | FLAG_EXEC
-            )
+            flags |= FLAG_EXEC
+        if flags != record.flags or kind not in record.kind:
+            self._pending[digest] = ObjectRecord(digest, record.size, record.kind | kind, flags)
 
     def _write(self, digest: Digest, executable: bool, data, staged) -> None:
         final = self._layout.object_path(digest, executable)

@@ -42,11 +42,16 @@ def write_tree(store: Store, tree: Digest, dest: bytes) -> int:
                     os.link(src, dst)
                     count += 1
                     continue
+                except FileNotFoundError:
+                    raise _missing(f.digest) from None
                 except OSError as exc:
                     if exc.errno not in _COPY_ERRNOS:
                         raise
                     can_link = exc.errno == errno.EMLINK
-            shutil.copyfile(src, dst)
+            try:
+                shutil.copyfile(src, dst)
+            except FileNotFoundError:
+                raise _missing(f.digest) from None
             os.chmod(dst, 0o555 if f.executable else 0o444)
             count += 1
         for link in directory.symlinks:
@@ -58,6 +63,13 @@ def write_tree(store: Store, tree: Digest, dest: bytes) -> int:
             stack.append((sub.digest, child))
             count += 1
     return count
+
+
+def _missing(digest: Digest) -> StoreError:
+    return StoreError(
+        f"{digest} is recorded but its file is missing from the store",
+        hint="run 'seal store verify'",
+    )
 
 
 def checkout(store: Store, tree: Digest, dest: str | os.PathLike) -> int:

@@ -2,7 +2,7 @@
 
 Sub-databases (keys are raw 32-byte digests unless said otherwise):
 
-- ``objects``: digest -> size (u64), kind (u8), flags (u8; bit 0 = an executable
+- ``objects``: digest -> size (u64), kinds (u8 bit mask), flags (u8; bit 0 = an executable
   inode exists beside the plain one)
 - ``refs``: digest -> the concatenated raw digests it references (trees only)
 - ``roots``: UTF-8 name -> digest
@@ -28,13 +28,16 @@ MAP_SIZE = 1 << 40  # address space only; the file grows as needed
 _DB_NAMES = (b"objects", b"refs", b"roots")
 
 
-class Kind(enum.IntEnum):
-    BLOB = 0
-    TREE = 1
+class Kind(enum.IntFlag):
+    """How an object is used; one digest can be both (the empty file and the empty
+    tree share ``sha256:e3b0...``, and any file may hold a valid tree encoding)."""
+
+    BLOB = 1
+    TREE = 2
 
     @property
     def label(self) -> str:
-        return self.name.lower()
+        return "tree" if Kind.TREE in self else "blob"
 
 
 @dataclass(frozen=True, slots=True)

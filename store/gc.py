@@ -44,14 +44,27 @@ def collect(store: Store, *, dry_run: bool = False) -> GcReport:
     with store._gc_session() as protected:
         live = live_set(store)
         report.live = len(live)
-        dead = {rec.digest: rec.size for rec in store.db.iter_objects() if rec.digest not in live}
+        dead: dict[Digest, int] = {}
+        recorded: set[Digest] = set()
+        exec_copies: set[Digest] = set()  # recorded as having a 0555 inode
+        for rec in store.db.iter_objects():
+            recorded.add(rec.digest)
+            if rec.has_exec:
+                exec_copies.add(rec.digest)
+            if rec.digest not in live:
+                dead[rec.digest] = rec.size
         with store._sweep_guard():
-            keep = live | protected()
+            held = protected()
+            keep = live | held
             doomed = {d: s for d, s in dead.items() if d not in keep}
             orphan_files = []
-            for path, digest, _exe in object_files(store.layout):
+            for path, digest, exe in object_files(store.layout):
                 # recorded after the snapshot implies held since gc began, so in keep
-                if digest is None or (digest not in dead and digest not in keep):
+                if digest is None or (
+                    digest not in held
+                    and digest not in doomed
+                    and (digest not in recorded or (exe and digest not in exec_copies))
+                ):
                     orphan_files.append(path)
             trees = [
                 (p, d) for p, d in materialized_trees(store.layout) if d is None or d not in keep

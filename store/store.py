@@ -117,17 +117,19 @@ class Store:
             raise StoreError(f"{layout.root} is not a directory")
         if layout.version_file.exists():
             _check_version(layout)
+        else:
+            _check_empty(layout)  # before the lock file is made: leave foreign dirs alone
         lock = WriterLock(layout.lock, layout.root)
         lock.acquire()
         try:
             if not layout.version_file.exists():
                 _check_empty(layout)
-            layout.create()
-            if not layout.version_file.exists():
+                # VERSION first: a creation cut short is completed by the next open
                 tmp = layout.root / "VERSION.tmp"
                 tmp.write_text(f"{FORMAT_VERSION}\n")
                 os.replace(tmp, layout.version_file)
             _check_version(layout)
+            layout.create()
             return cls(layout, MetaDB(layout.db, readonly=False), lock)
         except BaseException:
             lock.release()
@@ -235,7 +237,7 @@ class Store:
 
     def read_tree(self, digest: Digest) -> Directory:
         rec = self.record(digest)
-        if rec.kind != Kind.TREE:
+        if Kind.TREE not in rec.kind:
             raise NotATree(f"{digest} is a {rec.kind.label}, not a tree")
         return Directory.decode(self.get_bytes(digest))
 
@@ -299,14 +301,14 @@ class Store:
         """Name ``digest`` so gc keeps it and everything it references."""
         self._require_writable()
         _check_root_name(name)
-        self._hold([digest])
+        closure = self.closure(digest)
+        self._hold(closure)
         try:
-            closure = self.closure(digest)
-            self._hold(closure)  # protect against a gc that marked before this root existed
-            self._unhold(closure)
+            # a gc that swept before the hold took effect shows here as a missing object
+            self.closure(digest)
             self.db.set_root(name, digest)
         finally:
-            self._unhold([digest])
+            self._unhold(closure)
 
     def remove_root(self, name: str) -> None:
         self._require_writable()

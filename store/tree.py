@@ -92,8 +92,8 @@ class Directory:
                 seen.add(node.name)
                 previous = node.name
         for link in self.symlinks:
-            if not link.target:
-                raise MalformedTree(f"symlink {link.name!r} has an empty target")
+            if not link.target or b"\0" in link.target:
+                raise MalformedTree(f"symlink {link.name!r} has an empty target or one with NUL")
 
     def children(self) -> list[Digest]:
         """Digests this tree references directly (file blobs and subtrees)."""
@@ -118,27 +118,27 @@ class Directory:
         files, dirs, links = [], [], []
         try:
             for num, value in _fields(data):
-                sub = dict(_unique_fields(value))
+                sub = dict(_unique_fields(_bytes(value)))
                 if num == 1:
                     _only(sub, {1, 2, 4})
                     digest, size = _parse_digest(sub[2])
                     exe = sub.get(4, 0)
-                    if exe not in (0, 1):
+                    if not isinstance(exe, int) or exe not in (0, 1):
                         raise MalformedTree("is_executable is not a bool")
-                    files.append(FileNode(sub[1], digest, size, bool(exe)))
+                    files.append(FileNode(_bytes(sub[1]), digest, size, bool(exe)))
                 elif num == 2:
                     _only(sub, {1, 2})
                     digest, size = _parse_digest(sub[2])
-                    dirs.append(DirectoryNode(sub[1], digest, size))
+                    dirs.append(DirectoryNode(_bytes(sub[1]), digest, size))
                 elif num == 3:
                     _only(sub, {1, 2})
-                    links.append(SymlinkNode(sub[1], sub[2]))
+                    links.append(SymlinkNode(_bytes(sub[1]), _bytes(sub[2])))
                 else:
                     raise MalformedTree(f"unknown Directory field {num}")
-        except (KeyError, IndexError, TypeError, ValueError) as exc:
+            tree = cls(tuple(files), tuple(dirs), tuple(links))
+            tree.validate()
+        except (KeyError, IndexError, TypeError, ValueError) as exc:  # InvalidName too
             raise MalformedTree(f"not a tree encoding: {exc}") from None
-        tree = cls(tuple(files), tuple(dirs), tuple(links))
-        tree.validate()
         if tree.encode() != data:
             raise MalformedTree("tree encoding is not canonical")
         return tree
@@ -216,6 +216,15 @@ def _only(fields: dict, allowed: set[int]) -> None:
 
 
 def _parse_digest(data: bytes) -> tuple[Digest, int]:
-    sub = dict(_unique_fields(data))
+    sub = dict(_unique_fields(_bytes(data)))
     _only(sub, {1, 2})
-    return Digest.from_hex(sub[1].decode("ascii")), sub.get(2, 0)
+    size = sub.get(2, 0)
+    if not isinstance(size, int):
+        raise MalformedTree("digest size is not a varint")
+    return Digest.from_hex(_bytes(sub[1]).decode("ascii")), size
+
+
+def _bytes(value: bytes | int) -> bytes:
+    if not isinstance(value, bytes):
+        raise MalformedTree("a length-delimited field was encoded as a varint")
+    return value

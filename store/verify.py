@@ -67,6 +67,7 @@ def verify(store: Store, *, jobs: int = 4) -> VerifyReport:
     layout = store.layout
     records = list(store.db.iter_objects())
     recorded = {rec.digest for rec in records}
+    exec_copies = {rec.digest for rec in records if rec.has_exec}
     with ThreadPoolExecutor(max_workers=jobs) as pool:  # hashlib releases the GIL
         for rec, problem in pool.map(lambda r: _check(layout, r), records, chunksize=64):
             report.checked += 1
@@ -77,8 +78,8 @@ def verify(store: Store, *, jobs: int = 4) -> VerifyReport:
                 report.corrupt.append(rec.digest)
     for tree, children in store.db.iter_refs():
         report.dangling.extend((tree, c) for c in children if c not in recorded)
-    for path, digest, _exe in object_files(layout):
-        if digest is None or digest not in recorded:
+    for path, digest, exe in object_files(layout):
+        if digest is None or digest not in (exec_copies if exe else recorded):
             report.orphaned.append(path)
     for path, digest in materialized_trees(layout):
         if digest is None or digest not in recorded:
