@@ -1,17 +1,27 @@
-"""A write batch: objects staged in tmp/, renamed into objects/, made durable together.
+"""A write batch: objects written into objects/, made durable and recorded together.
 
-The order is what makes a crash harmless: (1) write each object to tmp/ and
-rename it to its final name, (2) one ``syncfs`` for the whole batch, (3) one
-LMDB transaction recording every object.  A crash before (3) leaves only
-complete, unrecorded files (orphans) that ``gc`` removes; no record ever
-points at a missing or partial file.  Every digest a batch touches is held as
-a temp root until the batch ends, so a concurrent ``gc`` cannot free it.
+The order is what makes a crash harmless: (1) write each object under its
+final name, (2) one ``syncfs`` for the whole batch, (3) one LMDB transaction
+recording every object.  A file is only ever trusted through its record, so
+a crash before (3) leaves unrecorded files (orphans) that ``gc`` removes and
+``verify`` reports; no record ever points at a missing or partial file.
+
+How (1) is done: an object whose bytes are in memory (small files, trees) is
+created in place with O_EXCL, saving a rename per object; when the name is
+taken (a leftover of a crash, possibly torn, or a concurrent writer of the
+same bytes) it is written to tmp/ and renamed over, atomically.  Streamed
+objects are hashed while written to tmp/ and renamed once their digest is
+known.  Every digest a batch touches is held as a temp root until the batch
+ends, so a concurrent ``gc`` cannot free it.
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, BinaryIO
 
 from .db import FLAG_EXEC, Kind, ObjectRecord
@@ -21,6 +31,7 @@ from .layout import EXEC_MODE, PLAIN_MODE, syncfs
 if TYPE_CHECKING:
     from .store import Store
 
+_CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
 CHUNK = 1 << 20
 SMALL_FILE = 1 << 20  # read whole; larger files are streamed through tmp/
 
@@ -37,6 +48,7 @@ class Batch:
         self._held: list[Digest] = []
         self._wrote = False
         self._roots: dict[str, Digest] = {}
+        self._mutex = threading.Lock()
 
     # -- adding objects -----------------------------------------------------------------
     def add_bytes(
@@ -65,21 +77,29 @@ class Batch:
         return self._add_streamed(stream.readinto, executable)
 
     def _add_streamed(self, readinto, executable: bool) -> tuple[Digest, int]:
+        """Hash and write in a pipeline: chunk k is written while chunk k+1 is read
+        and hashed (both release the GIL), so the cost nears the slower of the two."""
         tmp = self._store._tmp_name()
         hasher = hashlib.sha256()
         size = 0
-        buf = bytearray(CHUNK)
-        view = memoryview(buf)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, PLAIN_MODE)
+        buffers = (bytearray(CHUNK), bytearray(CHUNK))
+        fd = os.open(tmp, _CREATE_FLAGS, PLAIN_MODE)
         try:
-            while True:
-                n = readinto(buf)
-                if not n:
-                    break
-                chunk = view[:n]
-                hasher.update(chunk)
-                _write_all(fd, chunk)
-                size += n
+            with ThreadPoolExecutor(max_workers=1) as writer:
+                writing = None
+                for k in itertools.count():
+                    buf = buffers[k & 1]  # its previous write finished (awaited below)
+                    n = readinto(buf)
+                    if not n:
+                        break
+                    chunk = memoryview(buf)[:n]
+                    hasher.update(chunk)
+                    size += n
+                    if writing is not None:
+                        writing.result()
+                    writing = writer.submit(_write_all, fd, chunk)
+                if writing is not None:
+                    writing.result()
             self._store._fix_mode(fd, PLAIN_MODE)
         finally:
             os.close(fd)
@@ -92,22 +112,33 @@ class Batch:
         return digest, size
 
     def _place(self, digest, size, kind, executable, *, data=None, staged=None) -> None:
-        """Make ``digest`` present in objects/ (plain, and executable if asked) and pending."""
-        record = self._pending.get(digest)
-        if record is None:
-            self._store._hold([digest])
-            self._held.append(digest)
-            record = self._db.get(digest)
+        """Make ``digest`` present in objects/ (plain, and executable if asked) and pending.
+
+        Thread-safe: the bookkeeping is decided under the batch's mutex (the first
+        thread to need a file claims writing it), the writes happen outside it.
+        Nothing reads the files before ``commit``, which runs after every add.
+        """
+        write_plain = write_exec = False
+        with self._mutex:
+            record = self._pending.get(digest)
             if record is None:
-                record = ObjectRecord(digest, size, kind, 0)
-                self._write(digest, False, data, staged)
-                self._pending[digest] = record
-        flags = record.flags
-        if executable and not record.has_exec:
+                self._store._hold([digest])
+                self._held.append(digest)
+                record = self._db.get(digest)
+                if record is None:
+                    record = ObjectRecord(digest, size, kind, 0)
+                    self._pending[digest] = record
+                    write_plain = True
+            flags = record.flags
+            if executable and not record.has_exec:
+                write_exec = True
+                flags |= FLAG_EXEC
+            if flags != record.flags or kind not in record.kind:
+                self._pending[digest] = ObjectRecord(digest, record.size, record.kind | kind, flags)
+        if write_plain:
+            self._write(digest, False, data, staged)
+        if write_exec:
             self._write(digest, True, data, staged)
-            flags |= FLAG_EXEC
-        if flags != record.flags or kind not in record.kind:
-            self._pending[digest] = ObjectRecord(digest, record.size, record.kind | kind, flags)
 
     def _write(self, digest: Digest, executable: bool, data, staged) -> None:
         final = self._layout.object_path(digest, executable)
@@ -123,13 +154,21 @@ class Batch:
             tmp = self._store._tmp_name()
             _copy_file(data_path, tmp, mode, self._store)
         else:
-            tmp = self._store._tmp_name()
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
+            try:
+                fd = os.open(final, _CREATE_FLAGS, mode)
+            except FileExistsError:
+                tmp = self._store._tmp_name()
+                fd = os.open(tmp, _CREATE_FLAGS, mode)
+            else:
+                tmp = None
             try:
                 _write_all(fd, data)
                 self._store._fix_mode(fd, mode)
             finally:
                 os.close(fd)
+            if tmp is None:
+                self._wrote = True
+                return
         os.rename(tmp, final)
         self._wrote = True
 
@@ -176,7 +215,7 @@ def _write_all(fd: int, data) -> None:
 def _copy_file(src: str, dst: str, mode: int, store: Store) -> None:
     sfd = os.open(src, os.O_RDONLY | os.O_CLOEXEC)
     try:
-        dfd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
+        dfd = os.open(dst, _CREATE_FLAGS, mode)
         try:
             remaining = os.fstat(sfd).st_size
             while remaining > 0:

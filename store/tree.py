@@ -100,48 +100,44 @@ class Directory:
         return [f.digest for f in self.files] + [d.digest for d in self.directories]
 
     def encode(self) -> bytes:
-        out = bytearray()
+        out = []
         for f in self.files:
-            body = _ld(1, f.name) + _ld(2, _digest_msg(f.digest, f.size))
+            body = _field(_NAME, f.name) + _field(_DIGEST, _digest_msg(f.digest, f.size))
             if f.executable:
-                body += b"\x20\x01"  # field 4, varint, true
-            out += _ld(1, body)
+                body += _EXEC_TRUE
+            out.append(_field(_FILES, body))
         for d in self.directories:
-            out += _ld(2, _ld(1, d.name) + _ld(2, _digest_msg(d.digest, d.size)))
+            body = _field(_NAME, d.name) + _field(_DIGEST, _digest_msg(d.digest, d.size))
+            out.append(_field(_DIRS, body))
         for s in self.symlinks:
-            out += _ld(3, _ld(1, s.name) + _ld(2, s.target))
-        return bytes(out)
+            out.append(_field(_LINKS, _field(_NAME, s.name) + _field(_TARGET, s.target)))
+        return b"".join(out)
 
     @classmethod
     def decode(cls, data: bytes) -> Directory:
-        """Parse a canonical encoding; anything else raises MalformedTree."""
-        files, dirs, links = [], [], []
+        """Parse a canonical encoding; anything else raises MalformedTree.
+
+        The parser accepts exactly what ``encode`` writes (field order, minimal
+        varints, defaults omitted), so no re-encoding is needed to prove the
+        input canonical.
+        """
         try:
-            for num, value in _fields(data):
-                sub = dict(_unique_fields(_bytes(value)))
-                if num == 1:
-                    _only(sub, {1, 2, 4})
-                    digest, size = _parse_digest(sub[2])
-                    exe = sub.get(4, 0)
-                    if not isinstance(exe, int) or exe not in (0, 1):
-                        raise MalformedTree("is_executable is not a bool")
-                    files.append(FileNode(_bytes(sub[1]), digest, size, bool(exe)))
-                elif num == 2:
-                    _only(sub, {1, 2})
-                    digest, size = _parse_digest(sub[2])
-                    dirs.append(DirectoryNode(_bytes(sub[1]), digest, size))
-                elif num == 3:
-                    _only(sub, {1, 2})
-                    links.append(SymlinkNode(_bytes(sub[1]), _bytes(sub[2])))
-                else:
-                    raise MalformedTree(f"unknown Directory field {num}")
-            tree = cls(tuple(files), tuple(dirs), tuple(links))
+            tree = _decode(data)
             tree.validate()
-        except (KeyError, IndexError, TypeError, ValueError) as exc:  # InvalidName too
-            raise MalformedTree(f"not a tree encoding: {exc}") from None
-        if tree.encode() != data:
-            raise MalformedTree("tree encoding is not canonical")
+        except (IndexError, ValueError) as exc:  # InvalidName is a ValueError too
+            raise MalformedTree(f"not a canonical tree encoding: {exc}") from None
         return tree
+
+
+# Tags (field number << 3 | wire type) of the fields a canonical tree holds.
+_FILES, _DIRS, _LINKS = 0x0A, 0x12, 0x1A  # Directory.files/directories/symlinks (LD)
+_NAME, _DIGEST, _TARGET = 0x0A, 0x12, 0x12  # node.name (1), node.digest/target (2)
+_HASH, _SIZE = 0x0A, 0x10  # Digest.hash (1, LD), Digest.size_bytes (2, varint)
+_EXEC_TRUE = b"\x20\x01"  # FileNode.is_executable (4, varint) = true
+_HEX_FIELD = bytes([_HASH, 64])
+_SMALL_VARINTS = [bytes([n]) for n in range(0x80)] + [
+    bytes([(n & 0x7F) | 0x80, n >> 7]) for n in range(0x80, 0x4000)
+]
 
 
 def _by_name(node) -> bytes:
@@ -149,6 +145,8 @@ def _by_name(node) -> bytes:
 
 
 def _varint(n: int) -> bytes:
+    if n < 0x4000:
+        return _SMALL_VARINTS[n]
     out = bytearray()
     while n > 0x7F:
         out.append((n & 0x7F) | 0x80)
@@ -157,74 +155,119 @@ def _varint(n: int) -> bytes:
     return bytes(out)
 
 
-def _ld(num: int, payload: bytes) -> bytes:
-    return _varint(num << 3 | 2) + _varint(len(payload)) + payload
+def _field(tag: int, payload: bytes) -> bytes:
+    return bytes([tag]) + _varint(len(payload)) + payload
 
 
 def _digest_msg(digest: Digest, size: int) -> bytes:
-    body = _ld(1, digest.hex.encode())
-    if size:
-        body += _varint(2 << 3) + _varint(size)
-    return body
+    body = _HEX_FIELD + digest.raw.hex().encode()
+    return body + b"\x10" + _varint(size) if size else body
 
 
-def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
-    result = shift = 0
-    while True:
+class _Reader:
+    """A cursor over one message's bytes that accepts only canonical forms."""
+
+    __slots__ = ("data", "pos", "end")
+
+    def __init__(self, data: bytes, pos: int = 0, end: int | None = None):
+        self.data = data
+        self.pos = pos
+        self.end = len(data) if end is None else end
+
+    def more(self) -> bool:
+        return self.pos < self.end
+
+    def peek(self) -> int:
+        return self.data[self.pos]
+
+    def varint(self) -> int:
+        data, pos = self.data, self.pos
         byte = data[pos]
-        pos += 1
-        result |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return result, pos
-        shift += 7
-        if shift > 63:
-            raise ValueError("varint too long")
+        if byte < 0x80:
+            self.pos = pos + 1
+            return byte
+        result = shift = 0
+        while byte & 0x80:
+            result |= (byte & 0x7F) << shift
+            shift += 7
+            pos += 1
+            if shift > 63:
+                raise ValueError("varint too long")
+            byte = data[pos]
+        if byte == 0:
+            raise ValueError("varint not minimal")
+        self.pos = pos + 1
+        return result | byte << shift
+
+    def expect(self, tag: int) -> None:
+        if self.pos >= self.end or self.data[self.pos] != tag:
+            raise ValueError(f"expected field tag {tag:#x} at offset {self.pos}")
+        self.pos += 1
+
+    def chunk(self, tag: int) -> bytes:
+        """A length-delimited field with ``tag``."""
+        self.expect(tag)
+        length = self.varint()
+        start, self.pos = self.pos, self.pos + length
+        if self.pos > self.end:
+            raise ValueError("field runs past its message")
+        return self.data[start : self.pos]
+
+    def sub(self, tag: int) -> _Reader:
+        self.expect(tag)
+        length = self.varint()
+        start, self.pos = self.pos, self.pos + length
+        if self.pos > self.end:
+            raise ValueError("field runs past its message")
+        return _Reader(self.data, start, self.pos)
+
+    def done(self) -> None:
+        if self.pos != self.end:
+            raise ValueError(f"unexpected field at offset {self.pos}")
 
 
-def _fields(data: bytes):
-    """Yield (field number, value) pairs; value is bytes (LD) or int (varint)."""
-    pos = 0
-    while pos < len(data):
-        key, pos = _read_varint(data, pos)
-        num, wire = key >> 3, key & 7
-        if wire == 0:
-            value, pos = _read_varint(data, pos)
-        elif wire == 2:
-            length, pos = _read_varint(data, pos)
-            if pos + length > len(data):
-                raise ValueError("truncated field")
-            value = data[pos : pos + length]
-            pos += length
-        else:
-            raise ValueError(f"unsupported wire type {wire}")
-        yield num, value
+def _read_digest(r: _Reader) -> tuple[Digest, int]:
+    d = r.sub(_DIGEST)
+    hexpart = d.chunk(_HASH)
+    raw = bytes.fromhex(hexpart.decode("ascii"))
+    if len(raw) != 32 or raw.hex().encode() != hexpart:
+        raise ValueError("digest hash is not 64 lowercase hex digits")
+    size = 0
+    if d.more():
+        d.expect(_SIZE)
+        size = d.varint()
+        if size == 0:
+            raise ValueError("a zero size must be omitted")
+    d.done()
+    return Digest(raw), size
 
 
-def _unique_fields(data: bytes):
-    seen = set()
-    for num, value in _fields(data):
-        if num in seen:
-            raise ValueError(f"repeated field {num}")
-        seen.add(num)
-        yield num, value
-
-
-def _only(fields: dict, allowed: set[int]) -> None:
-    extra = set(fields) - allowed
-    if extra:
-        raise MalformedTree(f"unknown node fields {sorted(extra)}")
-
-
-def _parse_digest(data: bytes) -> tuple[Digest, int]:
-    sub = dict(_unique_fields(_bytes(data)))
-    _only(sub, {1, 2})
-    size = sub.get(2, 0)
-    if not isinstance(size, int):
-        raise MalformedTree("digest size is not a varint")
-    return Digest.from_hex(_bytes(sub[1]).decode("ascii")), size
-
-
-def _bytes(value: bytes | int) -> bytes:
-    if not isinstance(value, bytes):
-        raise MalformedTree("a length-delimited field was encoded as a varint")
-    return value
+def _decode(data: bytes) -> Directory:
+    r = _Reader(data)
+    files, dirs, links = [], [], []
+    while r.more() and r.peek() == _FILES:
+        f = r.sub(_FILES)
+        name = f.chunk(_NAME)
+        digest, size = _read_digest(f)
+        exe = False
+        if f.more():
+            f.expect(0x20)
+            if f.varint() != 1:
+                raise ValueError("is_executable must be omitted or true")
+            exe = True
+        f.done()
+        files.append(FileNode(name, digest, size, exe))
+    while r.more() and r.peek() == _DIRS:
+        d = r.sub(_DIRS)
+        name = d.chunk(_NAME)
+        digest, size = _read_digest(d)
+        d.done()
+        dirs.append(DirectoryNode(name, digest, size))
+    while r.more() and r.peek() == _LINKS:
+        s = r.sub(_LINKS)
+        name = s.chunk(_NAME)
+        target = s.chunk(_TARGET)
+        s.done()
+        links.append(SymlinkNode(name, target))
+    r.done()
+    return Directory(tuple(files), tuple(dirs), tuple(links))

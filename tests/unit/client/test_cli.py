@@ -77,8 +77,14 @@ class TestVerbs:
         assert code == 0
         lines = out.splitlines()
         paths = [line.split(maxsplit=3)[3] for line in lines]
-        assert paths == ["pkg/", "pkg/__init__.py", "pkg/link -> mod.py", "pkg/mod.py",
-                         "pkg/sub/", "pkg/sub/tool"]
+        assert paths == [
+            "pkg/",
+            "pkg/__init__.py",
+            "pkg/link -> mod.py",
+            "pkg/mod.py",
+            "pkg/sub/",
+            "pkg/sub/tool",
+        ]
         tool = lines[-1].split()
         assert tool[0] == "100755" and tool[1] == str(len("#!/bin/sh\necho hi\n"))
         assert lines[3].split()[0] == "100644"
@@ -194,25 +200,38 @@ class TestBadInput:
         seal(capsys, store_dir, "store", "add", str(src))  # a store with content
         bad = src / "pkg" / "sub" / f"bad-{kind}"
         _special(kind, bad)
-        err = self.check_refused(capsys, store_dir, ["store", "add", str(src)],
-                                 exitcodes.BAD_INPUT, "unsupported-file")
+        err = self.check_refused(
+            capsys, store_dir, ["store", "add", str(src)], exitcodes.BAD_INPUT, "unsupported-file"
+        )
         assert str(bad) in err
 
     def test_missing_path(self, capsys, store_dir, tmp_path):
-        err = self.check_refused(capsys, store_dir, ["store", "add", str(tmp_path / "nope")],
-                                 exitcodes.BAD_INPUT, "unsupported-file")
+        err = self.check_refused(
+            capsys,
+            store_dir,
+            ["store", "add", str(tmp_path / "nope")],
+            exitcodes.BAD_INPUT,
+            "unsupported-file",
+        )
         assert "nope" in err
 
-    @pytest.mark.parametrize("text", ["sha256:zz", "md5:" + "0" * 32, "sha256:" + "A" * 64,
-                                      "", "sha256:" + "0" * 63])
+    @pytest.mark.parametrize(
+        "text", ["sha256:zz", "md5:" + "0" * 32, "sha256:" + "A" * 64, "", "sha256:" + "0" * 63]
+    )
     def test_malformed_digest(self, capsys, store_dir, text):
-        self.check_refused(capsys, store_dir, ["store", "stat", text],
-                           exitcodes.BAD_INPUT, "invalid-digest")
+        self.check_refused(
+            capsys, store_dir, ["store", "stat", text], exitcodes.BAD_INPUT, "invalid-digest"
+        )
 
     def test_unknown_digest(self, capsys, store_dir, src):
         seal(capsys, store_dir, "store", "add", str(src))
-        self.check_refused(capsys, store_dir, ["store", "cat", "sha256:" + "0" * 64],
-                           exitcodes.NOT_FOUND, "object-not-found")
+        self.check_refused(
+            capsys,
+            store_dir,
+            ["store", "cat", "sha256:" + "0" * 64],
+            exitcodes.NOT_FOUND,
+            "object-not-found",
+        )
 
     def test_newer_store_version(self, capsys, store_dir, src):
         seal(capsys, store_dir, "store", "add", str(src))
@@ -224,14 +243,22 @@ class TestBadInput:
 
     def test_second_writer_names_the_holder(self, capsys, store_dir, src):
         holder = subprocess.Popen(
-            [sys.executable, "-c",
-             "import sys; from seal.store import Store; s = Store.open(sys.argv[1]); "
-             "print('ready', flush=True); sys.stdin.read()", str(store_dir)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+            [
+                sys.executable,
+                "-c",
+                "import sys; from seal.store import Store; s = Store.open(sys.argv[1]); "
+                "print('ready', flush=True); sys.stdin.read()",
+                str(store_dir),
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         try:
             assert holder.stdout.readline().strip() == "ready"
-            err = self.check_refused(capsys, store_dir, ["store", "add", str(src)],
-                                     exitcodes.BUSY, "store-locked")
+            err = self.check_refused(
+                capsys, store_dir, ["store", "add", str(src)], exitcodes.BUSY, "store-locked"
+            )
             assert f"pid {holder.pid}" in err
             # readers are not blocked by the writer
             assert seal(capsys, store_dir, "store", "verify")[0] == 0
@@ -250,8 +277,19 @@ class TestBadInput:
 
     def test_real_process_prints_no_traceback(self, store_dir, tmp_path):
         result = subprocess.run(
-            [sys.executable, "-m", "seal.client.cli", "--store", str(store_dir),
-             "store", "add", str(tmp_path / "missing")],
-            capture_output=True, text=True, timeout=60)
+            [
+                sys.executable,
+                "-m",
+                "seal.client.cli",
+                "--store",
+                str(store_dir),
+                "store",
+                "add",
+                str(tmp_path / "missing"),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert result.returncode == exitcodes.BAD_INPUT
         assert result.stderr.startswith("seal: error: ") and "Traceback" not in result.stderr
