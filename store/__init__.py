@@ -12,6 +12,8 @@ from .db import Kind
 from .digest import Digest
 from .errors import (
     CorruptObject,
+    DigestMismatch,
+    IncompleteTree,
     InvalidDigest,
     InvalidName,
     NotATree,
@@ -23,12 +25,15 @@ from .errors import (
     UnsupportedFile,
 )
 from .gc import GcReport
-from .store import Entry, ObjectInfo, Store, default_root
+from .store import Entry, Lease, ObjectInfo, Store, default_root
 from .tree import Directory, DirectoryNode, FileNode, MalformedTree, SymlinkNode
 from .verify import VerifyReport
 
 __all__ = [
     "CorruptObject",
+    "DigestMismatch",
+    "IncompleteTree",
+    "Lease",
     "Digest",
     "Directory",
     "DirectoryNode",

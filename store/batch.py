@@ -26,10 +26,11 @@ from typing import TYPE_CHECKING, BinaryIO
 
 from .db import FLAG_EXEC, Kind, ObjectRecord
 from .digest import Digest
+from .errors import DigestMismatch, ObjectNotFound
 from .layout import EXEC_MODE, PLAIN_MODE, syncfs
 
 if TYPE_CHECKING:
-    from .store import Store
+    from .store import Lease, Store
 
 _CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
 CHUNK = 1 << 20
@@ -39,8 +40,9 @@ SMALL_FILE = 1 << 20  # read whole; larger files are streamed through tmp/
 class Batch:
     """Collects objects and commits them at once; use via ``Store.batch()``."""
 
-    def __init__(self, store: Store):
+    def __init__(self, store: Store, lease: Lease | None = None):
         self._store = store
+        self._lease = lease
         self._layout = store.layout
         self._db = store.db
         self._pending: dict[Digest, ObjectRecord] = {}
@@ -72,11 +74,38 @@ class Batch:
             return self.add_bytes(data, executable=executable), len(data)
         return self._add_streamed(lambda buf: os.readv(fd, [buf]), executable)
 
-    def add_stream(self, stream: BinaryIO, *, executable: bool = False) -> tuple[Digest, int]:
-        """Add everything readable from ``stream``, in constant memory."""
-        return self._add_streamed(stream.readinto, executable)
+    def add_stream(
+        self,
+        stream: BinaryIO,
+        *,
+        executable: bool = False,
+        expected: Digest | None = None,
+        expected_size: int | None = None,
+    ) -> tuple[Digest, int]:
+        """Add everything readable from ``stream``, in constant memory.
 
-    def _add_streamed(self, readinto, executable: bool) -> tuple[Digest, int]:
+        With ``expected``, bytes that hash to another digest (or another size)
+        raise DigestMismatch and nothing is stored.
+        """
+        return self._add_streamed(stream.readinto, executable, expected, expected_size)
+
+    def hold_existing(self, digests) -> None:
+        """Hold already-recorded objects this batch builds on until it ends."""
+        digests = list(digests)
+        self._store._hold(digests)
+        with self._mutex:
+            self._held.extend(digests)
+
+    def add_exec_copy(self, digest: Digest) -> None:
+        """Give a recorded blob its executable inode (for a tree that uses it so)."""
+        record = self._db.get(digest) or self._pending.get(digest)
+        if record is None:
+            raise ObjectNotFound(digest)
+        self._place(digest, record.size, record.kind, True)
+
+    def _add_streamed(
+        self, readinto, executable: bool, expected=None, expected_size=None
+    ) -> tuple[Digest, int]:
         """Hash and write in a pipeline: chunk k is written while chunk k+1 is read
         and hashed (both release the GIL), so the cost nears the slower of the two."""
         tmp = self._store._tmp_name()
@@ -104,6 +133,11 @@ class Batch:
         finally:
             os.close(fd)
         digest = Digest(hasher.digest())
+        if (expected is not None and digest != expected) or (
+            expected_size is not None and size != expected_size
+        ):
+            os.unlink(tmp)
+            raise DigestMismatch(expected or digest, f"{digest} ({size} bytes)")
         try:
             self._place(digest, size, Kind.BLOB, executable, staged=tmp)
         finally:
@@ -145,7 +179,10 @@ class Batch:
         mode = EXEC_MODE if executable else PLAIN_MODE
         if data is None:
             # streamed: the plain object is the staged file itself; an exec copy is a new inode
-            source = staged if os.path.lexists(staged) else self._layout.object_path(digest)
+            if staged and os.path.lexists(staged):
+                source = staged
+            else:
+                source = self._layout.object_path(digest)
             if not executable and source == staged:
                 os.rename(staged, final)
                 self._wrote = True
@@ -188,8 +225,14 @@ class Batch:
             self.release()
 
     def release(self) -> None:
-        """Drop this batch's temp roots (after commit, or on abort)."""
+        """Drop this batch's temp roots (after commit, or on abort).
+
+        A batch opened with a lease hands its digests to the lease instead, so
+        they stay protected from gc until the lease ends.
+        """
         held, self._held = self._held, []
+        if self._lease is not None:
+            self._lease.hold(held)
         self._store._unhold(held)
 
 

@@ -96,3 +96,31 @@ class StoreMissing(StoreError):
     """No store exists at the path and the caller asked not to create one."""
 
     reason = "store-missing"
+
+
+class DigestMismatch(StoreError):
+    """Bytes sent under a claimed digest hash to something else; nothing was stored."""
+
+    reason = "digest-mismatch"
+
+    def __init__(self, expected: object, actual: object, *, what: str = "upload"):
+        super().__init__(
+            f"{what} claimed {expected} but its bytes hash to {actual}; nothing was stored"
+        )
+        self.expected = expected
+        self.actual = actual
+
+
+class IncompleteTree(StoreError):
+    """A tree listing references objects the store does not have."""
+
+    reason = "tree-incomplete"
+
+    def __init__(self, missing: list):
+        shown = ", ".join(str(d) for d in missing[:3])
+        more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
+        super().__init__(
+            f"tree is incomplete: {len(missing)} objects missing ({shown}{more})",
+            hint="upload the missing blobs, then commit again",
+        )
+        self.missing = missing

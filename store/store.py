@@ -16,7 +16,7 @@ import shutil
 import stat
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -29,6 +29,7 @@ from .batch import Batch
 from .db import Kind, MetaDB, ObjectRecord
 from .digest import Digest
 from .errors import (
+    IncompleteTree,
     NotATree,
     ObjectNotFound,
     StoreError,
@@ -157,10 +158,13 @@ class Store:
 
     # -- writing ------------------------------------------------------------------------
     @contextlib.contextmanager
-    def batch(self) -> Iterator[Batch]:
-        """A write batch committed (one syncfs, one transaction) when the block ends."""
+    def batch(self, lease: Lease | None = None) -> Iterator[Batch]:
+        """A write batch committed (one syncfs, one transaction) when the block ends.
+
+        With ``lease``, what the batch touched stays held by the lease afterwards.
+        """
         self._require_writable()
-        batch = Batch(self)
+        batch = Batch(self, lease)
         try:
             yield batch
         except BaseException:
@@ -207,6 +211,80 @@ class Store:
             if root is not None:
                 b.set_root(root, digest)  # recorded in the batch's own transaction
         return digest
+
+    def put_directories(
+        self,
+        encodings: Iterable[bytes],
+        root: Digest,
+        *,
+        root_name: str | None = None,
+        lease: Lease | None = None,
+    ) -> Digest:
+        """Record a tree sent as its directories' encodings (the daemon's PutTree).
+
+        Every directory under ``root`` must be among ``encodings`` or already
+        recorded as a tree, and every file blob must be recorded; otherwise
+        IncompleteTree lists what is missing and nothing is recorded.  Blobs
+        used as executables get their 0555 inode.  With ``root_name`` the tree
+        is rooted in the same transaction.
+        """
+        self._require_writable()
+        if root_name is not None:
+            _check_root_name(root_name)
+        listing: dict[Digest, tuple[bytes, Directory]] = {}
+        for data in encodings:
+            listing[Digest.of_bytes(data)] = (bytes(data), Directory.decode(data))
+        with self.batch(lease) as b:
+            missing: list[Digest] = []
+            executables: set[Digest] = set()
+            todo, seen = [root], set()
+            while todo:
+                digest = todo.pop()
+                if digest in seen:
+                    continue
+                seen.add(digest)
+                if digest not in listing:
+                    rec = self.db.get(digest)
+                    if rec is None or Kind.TREE not in rec.kind:
+                        missing.append(digest)
+                    else:
+                        subtree = self.closure(digest, missing_ok=True)
+                        b.hold_existing(subtree)
+                        missing.extend(self.find_missing(subtree))  # a gc before the hold
+                    continue
+                directory = listing[digest][1]
+                for f in directory.files:
+                    if f.executable:
+                        executables.add(f.digest)
+                todo.extend(d.digest for d in directory.directories)
+                blobs = [f.digest for f in directory.files]
+                b.hold_existing(blobs)
+                missing.extend(self.find_missing(blobs))
+            if missing:
+                raise IncompleteTree(sorted(set(missing)))
+            for digest in sorted(executables):
+                b.add_exec_copy(digest)
+            for digest in seen:
+                if digest in listing:
+                    data, directory = listing[digest]
+                    b.add_bytes(data, kind=Kind.TREE, refs=directory.children())
+            if root_name is not None:
+                b.set_root(root_name, root)
+        return root
+
+    def find_missing(self, digests: Iterable[Digest]) -> list[Digest]:
+        """The digests not recorded in the store, each once, in the order given."""
+        out, seen = [], set()
+        for d in digests:
+            if d not in seen:
+                seen.add(d)
+                if self.db.get(d) is None:
+                    out.append(d)
+        return out
+
+    def lease(self) -> Lease:
+        """Temp roots for a client's multi-call upload: gc keeps what the lease holds."""
+        return Lease(self)
 
     # -- reading ------------------------------------------------------------------------
     def record(self, digest: Digest) -> ObjectRecord:
@@ -319,8 +397,9 @@ class Store:
         self._require_writable()
         return _gc.collect(self, dry_run=dry_run)
 
-    def verify(self) -> _verify.VerifyReport:
-        return _verify.verify(self)
+    def verify(self, on_progress: Callable[[int, int], None] | None = None) -> _verify.VerifyReport:
+        """Re-hash every object; ``on_progress(checked, total)`` is called as it goes."""
+        return _verify.verify(self, on_progress=on_progress)
 
     # -- temp roots (package-private) ---------------------------------------------------
     def _hold(self, digests) -> None:
@@ -362,6 +441,32 @@ class Store:
     def _require_writable(self) -> None:
         if self._lock is None:
             raise StoreError("this store was opened read-only")
+
+
+class Lease:
+    """Digests held as temp roots until ``release`` (or the end of a with block)."""
+
+    def __init__(self, store: Store):
+        self._store = store
+        self._held: list[Digest] = []
+        self._mutex = threading.Lock()
+
+    def hold(self, digests: Iterable[Digest]) -> None:
+        digests = list(digests)
+        self._store._hold(digests)
+        with self._mutex:
+            self._held.extend(digests)
+
+    def release(self) -> None:
+        with self._mutex:
+            held, self._held = self._held, []
+        self._store._unhold(held)
+
+    def __enter__(self) -> Lease:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
 
 
 def _check_version(layout: Layout) -> None:

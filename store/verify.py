@@ -62,7 +62,7 @@ def _check(layout, rec: ObjectRecord) -> tuple[ObjectRecord, str | None]:
     return rec, None
 
 
-def verify(store: Store, *, jobs: int = 4) -> VerifyReport:
+def verify(store: Store, *, jobs: int = 4, on_progress=None) -> VerifyReport:
     report = VerifyReport()
     layout = store.layout
     records = list(store.db.iter_objects())
@@ -72,6 +72,10 @@ def verify(store: Store, *, jobs: int = 4) -> VerifyReport:
         for rec, problem in pool.map(lambda r: _check(layout, r), records, chunksize=64):
             report.checked += 1
             report.bytes_checked += rec.size
+            if on_progress is not None and (
+                report.checked % 256 == 0 or report.checked == len(records)
+            ):
+                on_progress(report.checked, len(records))
             if problem == "missing":
                 report.missing.append(rec.digest)
             elif problem == "corrupt":
