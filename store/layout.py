@@ -79,3 +79,22 @@ def current_umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
+
+
+SOCKET_NAME = "daemon.sock"
+_MAX_SOCKET_PATH = 100  # sun_path holds 108 bytes; keep a margin
+
+
+def socket_path(root: str | os.PathLike) -> str:
+    """The daemon's Unix socket for the store at ``root`` (both sides use this).
+
+    ``<store>/daemon.sock`` when that fits in a socket address; otherwise a short
+    path under ``/tmp/seal-<uid>/`` named by a hash of the store path, which the
+    daemon links to from ``<store>/daemon.sock``.
+    """
+    root = Path(root).absolute()
+    path = str(root / SOCKET_NAME)
+    if len(os.fsencode(path)) <= _MAX_SOCKET_PATH:
+        return path
+    key = Digest.of_bytes(os.fsencode(str(root))).hex[:16]
+    return f"/tmp/seal-{os.getuid()}/{key}.sock"
