@@ -119,6 +119,10 @@ def ingest_tree(batch: Batch, root: bytes) -> tuple[Digest, int]:
     One thread: measured on 2 cores, a thread pool over files was 1.6-2x slower
     (the per-file Python work holds the GIL and the threads convoy on it).
     """
+    try:
+        check_mode(root, os.lstat(root).st_mode)
+    except OSError as exc:
+        raise _os_error(root, exc) from None
     plans = scan(root)
     done: list[tuple[Digest, int] | None] = [None] * len(plans)
     for index in range(len(plans) - 1, -1, -1):

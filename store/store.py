@@ -204,7 +204,6 @@ class Store:
             _check_root_name(root)
         with self.batch() as b:
             if stat.S_ISDIR(mode):
-                ingest.check_mode(p, mode)
                 digest = ingest.ingest_tree(b, p)[0]
             else:
                 digest = ingest.ingest_file(b, p)[0]
@@ -359,8 +358,10 @@ class Store:
         """The tree as ``trees/<hex>/`` inside the store (made once, then reused)."""
         self._require_writable()
         target = self.layout.tree_path(tree)
-        self._hold([tree])
+        closure = self.closure(tree)
+        self._hold(closure)  # the links must not lose their objects to a gc
         try:
+            self.closure(tree)  # a gc before the hold shows here as a missing object
             if not target.exists():
                 staging = os.fsencode(self._tmp_name())
                 self.read_tree(tree)
@@ -369,7 +370,7 @@ class Store:
                 os.rename(staging, target)
             return target
         finally:
-            self._unhold([tree])
+            self._unhold(closure)
 
     # -- roots, gc, verify --------------------------------------------------------------
     def roots(self) -> dict[str, Digest]:

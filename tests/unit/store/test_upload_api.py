@@ -48,8 +48,9 @@ class TestVerifiedStream:
     def test_matching_digest_is_stored(self, store):
         data = os.urandom(3 << 20)  # streamed through tmp/, not the in-memory path
         with store.batch() as b:
-            d, size = b.add_stream(io.BytesIO(data), expected=Digest.of_bytes(data),
-                                   expected_size=len(data))
+            d, size = b.add_stream(
+                io.BytesIO(data), expected=Digest.of_bytes(data), expected_size=len(data)
+            )
         assert size == len(data) and store.get_bytes(d) == data
 
     @pytest.mark.parametrize("wrong", ["digest", "size"])
@@ -80,9 +81,13 @@ class TestLease:
 
 class TestPutDirectories:
     def test_complete_listing_is_recorded_and_rooted(self, store, tmp_path):
-        root, encodings, blobs = _listing({b"tool": (b"#!/bin/sh\n", True),
-                                           b"data": (b"#!/bin/sh\n", False),
-                                           b"x": (b"plain", False)})
+        root, encodings, blobs = _listing(
+            {
+                b"tool": (b"#!/bin/sh\n", True),
+                b"data": (b"#!/bin/sh\n", False),
+                b"x": (b"plain", False),
+            }
+        )
         for data in blobs.values():
             store.put_bytes(data)
         assert store.put_directories(encodings, root, root_name="up") == root
