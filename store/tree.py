@@ -204,22 +204,23 @@ class _Reader:
             raise ValueError(f"expected field tag {tag:#x} at offset {self.pos}")
         self.pos += 1
 
-    def chunk(self, tag: int) -> bytes:
-        """A length-delimited field with ``tag``."""
+    def _span(self, tag: int) -> tuple[int, int]:
+        """Step over a length-delimited field with ``tag``; return where its payload lies."""
         self.expect(tag)
         length = self.varint()
         start, self.pos = self.pos, self.pos + length
         if self.pos > self.end:
             raise ValueError("field runs past its message")
-        return self.data[start : self.pos]
+        return start, self.pos
+
+    def chunk(self, tag: int) -> bytes:
+        """The payload of a length-delimited field with ``tag``."""
+        start, end = self._span(tag)
+        return self.data[start:end]
 
     def sub(self, tag: int) -> _Reader:
-        self.expect(tag)
-        length = self.varint()
-        start, self.pos = self.pos, self.pos + length
-        if self.pos > self.end:
-            raise ValueError("field runs past its message")
-        return _Reader(self.data, start, self.pos)
+        """A reader over the embedded message in field ``tag``."""
+        return _Reader(self.data, *self._span(tag))
 
     def done(self) -> None:
         if self.pos != self.end:
