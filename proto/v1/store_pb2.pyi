@@ -63,6 +63,27 @@ class PutHeader(_message.Message):
     root_name: str
     def __init__(self, digest: _Optional[_Union[Digest, _Mapping]] = ..., compression: _Optional[_Union[Compression, str]] = ..., lease_id: _Optional[str] = ..., root_name: _Optional[str] = ...) -> None: ...
 
+class BatchPutRequest(_message.Message):
+    __slots__ = ("blobs", "lease_id")
+    class Blob(_message.Message):
+        __slots__ = ("digest", "data")
+        DIGEST_FIELD_NUMBER: _ClassVar[int]
+        DATA_FIELD_NUMBER: _ClassVar[int]
+        digest: Digest
+        data: bytes
+        def __init__(self, digest: _Optional[_Union[Digest, _Mapping]] = ..., data: _Optional[bytes] = ...) -> None: ...
+    BLOBS_FIELD_NUMBER: _ClassVar[int]
+    LEASE_ID_FIELD_NUMBER: _ClassVar[int]
+    blobs: _containers.RepeatedCompositeFieldContainer[BatchPutRequest.Blob]
+    lease_id: str
+    def __init__(self, blobs: _Optional[_Iterable[_Union[BatchPutRequest.Blob, _Mapping]]] = ..., lease_id: _Optional[str] = ...) -> None: ...
+
+class BatchPutResponse(_message.Message):
+    __slots__ = ("created",)
+    CREATED_FIELD_NUMBER: _ClassVar[int]
+    created: int
+    def __init__(self, created: _Optional[int] = ...) -> None: ...
+
 class PutResponse(_message.Message):
     __slots__ = ("digest", "created")
     DIGEST_FIELD_NUMBER: _ClassVar[int]

@@ -48,6 +48,11 @@ class StoreStub:
                 request_serializer=seal_dot_proto_dot_v1_dot_store__pb2.PutRequest.SerializeToString,
                 response_deserializer=seal_dot_proto_dot_v1_dot_store__pb2.PutResponse.FromString,
                 _registered_method=True)
+        self.BatchPut = channel.unary_unary(
+                '/seal.v1.Store/BatchPut',
+                request_serializer=seal_dot_proto_dot_v1_dot_store__pb2.BatchPutRequest.SerializeToString,
+                response_deserializer=seal_dot_proto_dot_v1_dot_store__pb2.BatchPutResponse.FromString,
+                _registered_method=True)
         self.Get = channel.unary_stream(
                 '/seal.v1.Store/Get',
                 request_serializer=seal_dot_proto_dot_v1_dot_store__pb2.GetRequest.SerializeToString,
@@ -127,6 +132,18 @@ class StoreServicer:
         bytes match the claimed digest and size (else DATA_LOSS). Identical
         concurrent uploads are stored once. If the store already holds the blob
         the daemon may answer before the stream ends; the client then stops.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def BatchPut(self, request, context):
+        """Upload many small blobs in one unary call (REAPI's BatchUpdateBlobs has
+        the same purpose): a tree of thousands of small files costs a few calls,
+        not thousands of streams. The blobs' data together is at most 1 MiB; a
+        larger blob goes through Put. Each blob is checked against its digest and
+        size; the call fails whole with DATA_LOSS on any mismatch and stores
+        nothing. With a lease id the blobs are held by that tree upload's lease.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -264,6 +281,11 @@ def add_StoreServicer_to_server(servicer, server):
                     request_deserializer=seal_dot_proto_dot_v1_dot_store__pb2.PutRequest.FromString,
                     response_serializer=seal_dot_proto_dot_v1_dot_store__pb2.PutResponse.SerializeToString,
             ),
+            'BatchPut': grpc.unary_unary_rpc_method_handler(
+                    servicer.BatchPut,
+                    request_deserializer=seal_dot_proto_dot_v1_dot_store__pb2.BatchPutRequest.FromString,
+                    response_serializer=seal_dot_proto_dot_v1_dot_store__pb2.BatchPutResponse.SerializeToString,
+            ),
             'Get': grpc.unary_stream_rpc_method_handler(
                     servicer.Get,
                     request_deserializer=seal_dot_proto_dot_v1_dot_store__pb2.GetRequest.FromString,
@@ -378,6 +400,33 @@ class Store:
             '/seal.v1.Store/Put',
             seal_dot_proto_dot_v1_dot_store__pb2.PutRequest.SerializeToString,
             seal_dot_proto_dot_v1_dot_store__pb2.PutResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BatchPut(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/seal.v1.Store/BatchPut',
+            seal_dot_proto_dot_v1_dot_store__pb2.BatchPutRequest.SerializeToString,
+            seal_dot_proto_dot_v1_dot_store__pb2.BatchPutResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -72,6 +72,7 @@ class TestDigest:
 RPCS = [
     ("Store", "FindMissing", False, False),
     ("Store", "Put", True, False),
+    ("Store", "BatchPut", False, False),
     ("Store", "Get", False, True),
     ("Store", "Stat", False, False),
     ("Store", "PutTree", True, True),
