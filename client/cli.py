@@ -1,7 +1,11 @@
-"""The ``seal`` command: parse arguments, call a backend, render the result.
+"""The ``seal`` command: parse arguments, call the daemon, render the result.
 
-No business logic lives here; errors are printed as one line (plus a hint)
-and turned into an exit code in ``main``; ``--debug`` shows tracebacks.
+No business logic lives here: ``seal store ...`` verbs go to the store's
+daemon over gRPC (``rpc.RemoteBackend``), which is started in the background
+when none answers (``daemonproc.Supervisor``); ``seal daemon ...`` manages it.
+Errors are printed as one line (plus a hint) and turned into an exit code in
+``main``; ``--debug`` shows tracebacks.  gRPC and the generated stubs are
+imported inside the verbs, so ``seal --help`` stays fast.
 """
 
 from __future__ import annotations
@@ -9,7 +13,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from importlib import metadata
 from pathlib import Path
 
 from . import exitcodes
@@ -21,14 +24,27 @@ def _global_options(suppress: bool) -> argparse.ArgumentParser:
     """Options accepted before or after the verb (``seal --json store ls`` or ``... ls --json``)."""
     default = argparse.SUPPRESS if suppress else None
     p = argparse.ArgumentParser(add_help=False)
-    p.add_argument("--store", metavar="DIR", default=default,
-                   help="store directory (default: $SEAL_STORE or $XDG_DATA_HOME/seal)")
-    p.add_argument("--json", action="store_true", default=default or False,
-                   help="machine-readable output")
-    p.add_argument("-q", "--quiet", action="store_true", default=default or False,
-                   help="print only results")
-    p.add_argument("--debug", action="store_true", default=default or False,
-                   help="show tracebacks on errors")
+    p.add_argument(
+        "--store",
+        metavar="DIR",
+        default=default,
+        help="store directory (default: $SEAL_STORE or $XDG_DATA_HOME/seal)",
+    )
+    p.add_argument(
+        "--socket",
+        metavar="PATH",
+        default=default,
+        help="the daemon's Unix socket (default: $SEAL_SOCKET or <store>/daemon.sock)",
+    )
+    p.add_argument(
+        "--json", action="store_true", default=default or False, help="machine-readable output"
+    )
+    p.add_argument(
+        "-q", "--quiet", action="store_true", default=default or False, help="print only results"
+    )
+    p.add_argument(
+        "--debug", action="store_true", default=default or False, help="show tracebacks on errors"
+    )
     return p
 
 
@@ -41,11 +57,10 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=exitcodes.HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--version", action="version", version=f"seal {_version()}")
+    parser.add_argument("--version", action=_VersionAction)
     verbs = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
 
-    store = verbs.add_parser("store", help="add, read and maintain store objects",
-                             parents=[common])
+    store = verbs.add_parser("store", help="add, read and maintain store objects", parents=[common])
     sv = store.add_subparsers(dest="store_verb", metavar="STORE_VERB", required=True)
 
     p = sv.add_parser("add", parents=[common], help="add a file or directory; print its digest")
@@ -55,20 +70,25 @@ def build_parser() -> argparse.ArgumentParser:
     p = sv.add_parser("cat", parents=[common], help="write an object's bytes to stdout")
     p.add_argument("digest")
 
-    p = sv.add_parser("ls", parents=[common],
-                      help="list a tree: mode, size, digest, path per entry")
+    p = sv.add_parser(
+        "ls", parents=[common], help="list a tree: mode, size, digest, path per entry"
+    )
     p.add_argument("digest")
 
-    p = sv.add_parser("checkout", parents=[common],
-                      help="materialize a tree in a new directory (hardlinks, read-only files)")
+    p = sv.add_parser(
+        "checkout", parents=[common], help="write a tree into a new directory (read-only files)"
+    )
     p.add_argument("digest")
     p.add_argument("dir")
 
     p = sv.add_parser("stat", parents=[common], help="show an object's kind and size")
     p.add_argument("digest")
 
-    sv.add_parser("verify", parents=[common],
-                  help="re-hash every object and cross-check records and files (exit 1 on damage)")
+    sv.add_parser(
+        "verify",
+        parents=[common],
+        help="re-hash every object and cross-check records and files (exit 1 on damage)",
+    )
 
     p = sv.add_parser("gc", parents=[common], help="delete what no root reaches")
     p.add_argument("--dry-run", action="store_true", help="report only; delete nothing")
@@ -80,10 +100,50 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("digest")
     r = rv.add_parser("rm", parents=[common], help="remove a root (gc may then free its objects)")
     r.add_argument("name")
+
+    daemon = verbs.add_parser(
+        "daemon", help="run, start, stop or inspect the store's daemon", parents=[common]
+    )
+    dv = daemon.add_subparsers(dest="daemon_verb", metavar="DAEMON_VERB", required=True)
+    p = dv.add_parser("run", parents=[common], help="serve the store in the foreground")
+    p.add_argument(
+        "--socket-group",
+        metavar="GROUP",
+        help="let this group use the socket too (default: only its owner)",
+    )
+    dv.add_parser(
+        "start",
+        parents=[common],
+        help="start the daemon in the background (client verbs do this by themselves)",
+    )
+    dv.add_parser("stop", parents=[common], help="stop the daemon")
+    dv.add_parser(
+        "status",
+        parents=[common],
+        help="show pid, store, socket, uptime, version (exit 1 if not running)",
+    )
     return parser
 
 
+class _VersionAction(argparse.Action):
+    """``--version``, resolved only when asked for (reading metadata costs startup time)."""
+
+    def __init__(self, option_strings, dest, **kwargs):
+        super().__init__(
+            option_strings,
+            dest,
+            nargs=0,
+            default=argparse.SUPPRESS,
+            help="show seal's version and exit",
+        )
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        parser.exit(message=f"seal {_version()}\n")
+
+
 def _version() -> str:
+    from importlib import metadata
+
     try:
         return metadata.version("seal")
     except metadata.PackageNotFoundError:
@@ -91,15 +151,34 @@ def _version() -> str:
 
 
 def _store_root(args: argparse.Namespace) -> Path:
-    from seal.store.store import default_root
+    from seal.store import default_root
 
     return Path(args.store) if args.store else default_root()
 
 
-def run(args: argparse.Namespace, out: Renderer) -> int:
-    from .local import LocalBackend
+def _socket(args: argparse.Namespace) -> str | None:
+    return args.socket or os.environ.get("SEAL_SOCKET") or None
 
-    backend = LocalBackend(_store_root(args))
+
+def _supervisor(args: argparse.Namespace):
+    from .daemonproc import Supervisor
+
+    socket = _socket(args)
+    # naming only a socket means "that daemon, whatever its store"
+    explicit_store = bool(args.store or os.environ.get("SEAL_STORE"))
+    return Supervisor(_store_root(args), socket, check_store=explicit_store or socket is None)
+
+
+def run(args: argparse.Namespace, out: Renderer) -> int:
+    if args.verb == "daemon":
+        return run_daemon(args, out)
+    from .rpc import RemoteBackend
+
+    with _supervisor(args) as supervisor:
+        return run_store(RemoteBackend(supervisor.connect), args, out)
+
+
+def run_store(backend, args: argparse.Namespace, out: Renderer) -> int:
     verb = args.store_verb
     if verb == "add":
         out.added(backend.add(args.path, args.root))
@@ -132,6 +211,25 @@ def run(args: argparse.Namespace, out: Renderer) -> int:
     return exitcodes.OK
 
 
+def run_daemon(args: argparse.Namespace, out: Renderer) -> int:
+    verb = args.daemon_verb
+    if verb == "run":
+        from seal.daemon.server import run as serve  # the one daemon import of the client
+
+        return serve(_store_root(args), socket=_socket(args), socket_group=args.socket_group)
+    with _supervisor(args) as supervisor:
+        if verb == "status":
+            info = supervisor.running()
+            out.daemon_status(info)
+            return exitcodes.OK if info is not None else exitcodes.FAILED
+        if verb == "start":
+            info, started = supervisor.start()
+            out.daemon_started(info, started)
+        elif verb == "stop":
+            out.daemon_stopped(supervisor.stop())
+    return exitcodes.OK
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     try:
@@ -159,10 +257,30 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # a bug: one line unless --debug
         if args.debug:
             raise
-        out.error(f"internal error: {type(exc).__name__}: {exc}",
-                  "rerun with --debug and report the traceback", "internal-error")
+        out.error(
+            f"internal error: {type(exc).__name__}: {exc}",
+            "rerun with --debug and report the traceback",
+            "internal-error",
+        )
         return exitcodes.INTERNAL
 
 
+def console() -> None:
+    """The ``seal`` program: ``main``, then exit without the interpreter's teardown.
+
+    Tearing down gRPC's runtime and every module costs ~30 ms per call, a
+    seventh of a ``seal store stat``; the work is done and the output flushed
+    by then, and the daemon is not our child to wait for.  (``main`` itself
+    returns normally, for callers in-process.)
+    """
+    code = main()
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except BrokenPipeError:
+        pass
+    os._exit(code)
+
+
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    console()

@@ -10,8 +10,9 @@ from typing import TextIO
 class Renderer:
     """Writes results to stdout and notes to stderr, honouring --json and -q."""
 
-    def __init__(self, *, as_json: bool, quiet: bool, out: TextIO | None = None,
-                 err: TextIO | None = None):
+    def __init__(
+        self, *, as_json: bool, quiet: bool, out: TextIO | None = None, err: TextIO | None = None
+    ):
         self.as_json = as_json
         self.quiet = quiet
         self.out = out or sys.stdout
@@ -112,10 +113,41 @@ class Renderer:
         for name, digest in roots.items():
             self.line(f"{digest} {name}")
 
+    def daemon_status(self, info: dict | None) -> None:
+        if self.as_json:
+            return self.json({"running": info is not None, **(info or {})})
+        if info is None:
+            self.line("not running")
+            return
+        self.line(f"pid:     {info['pid']}")
+        self.line(f"store:   {info['store']}")
+        self.line(f"socket:  {info['socket']}")
+        self.line(f"uptime:  {_duration(info['uptime'])}")
+        self.line(f"version: {info['version']} (store format {info['store_format']})")
+
+    def daemon_started(self, info: dict, started: bool) -> None:
+        if self.as_json:
+            return self.json({"started": started, **info})
+        verb = "started" if started else "already running:"
+        self.note(f"daemon {verb} pid {info['pid']} on {info['socket']}")
+
+    def daemon_stopped(self, info: dict | None) -> None:
+        if self.as_json:
+            return self.json({"stopped": info is not None, **(info or {})})
+        self.note(f"stopped daemon pid {info['pid']}" if info else "no daemon was running")
+
     def done(self, r: dict, text: str) -> None:
         if self.as_json:
             return self.json(r)
         self.note(text)
+
+
+def _duration(seconds: float) -> str:
+    s = int(seconds)
+    if s < 60:
+        return f"{seconds:.1f} s"
+    h, rem = divmod(s, 3600)
+    return f"{h}h{rem // 60:02d}m{rem % 60:02d}s" if h else f"{rem // 60}m{rem % 60:02d}s"
 
 
 def _size(n: int) -> str:

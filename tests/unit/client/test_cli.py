@@ -1,4 +1,8 @@
-"""The seal CLI, called in-process through main([...]): exit codes, outputs, errors."""
+"""The seal CLI, called in-process through main([...]): exit codes, outputs, errors.
+
+Every store verb goes through a real daemon that the CLI starts by itself
+(the embedded default); each test's fixture stops the daemon it started.
+"""
 
 from __future__ import annotations
 
@@ -16,9 +20,31 @@ from seal.client.cli import main
 from seal.store import Store
 
 
+def daemon_pids(store_dir: Path) -> list[int]:
+    """Processes running ``-m seal.daemon --store <store_dir>`` (zombies excluded)."""
+    pids = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+        except OSError:
+            continue
+        if b"seal.daemon" in argv and os.fsencode(store_dir) in argv:
+            pids.append(int(entry.name))
+    return pids
+
+
 @pytest.fixture
-def store_dir(tmp_path: Path) -> Path:
-    return tmp_path / "store"
+def store_dir(tmp_path: Path):
+    d = tmp_path / "store"
+    yield d
+    main(["--store", str(d), "-q", "daemon", "stop"])
+    leftover = daemon_pids(d)
+    for pid in leftover:
+        os.kill(pid, 9)
+    assert not leftover, f"daemons still running after 'seal daemon stop': {leftover}"
 
 
 @pytest.fixture
@@ -129,7 +155,8 @@ class TestVerbs:
         assert seal(capsys, store_dir, "store", "roots", "rm", "keep")[0] == 0
         assert seal(capsys, store_dir, "--json", "store", "roots")[1].strip() == "{}"
         code, _, err = seal(capsys, store_dir, "--json", "store", "roots", "rm", "keep")
-        assert code != 0 and json.loads(err)["error"]["reason"] == "store-error"
+        assert code == exitcodes.NOT_FOUND
+        assert json.loads(err)["error"]["reason"] == "root-not-found"
         assert seal(capsys, store_dir, "store", "roots", "add", "again", kept)[0] == 0
 
     def test_global_options_after_the_verb(self, capsys, store_dir, src):
@@ -141,6 +168,64 @@ class TestVerbs:
         monkeypatch.setenv("SEAL_STORE", str(store_dir))
         assert main(["-q", "store", "add", str(src)]) == 0
         assert (store_dir / "VERSION").exists()
+
+    def test_empty_directory_and_empty_file(self, capsys, store_dir, tmp_path):
+        empty = tmp_path / "empty"
+        (empty / "d").mkdir(parents=True)
+        (empty / "d" / "nothing").write_bytes(b"")
+        code, out, _ = seal(capsys, store_dir, "--json", "store", "add", str(empty))
+        assert code == 0
+        tree = json.loads(out)["digest"]
+        dest = tmp_path / "copy"
+        assert seal(capsys, store_dir, "store", "checkout", tree, str(dest))[0] == 0
+        assert (dest / "d" / "nothing").read_bytes() == b""
+        assert seal(capsys, store_dir, "store", "verify")[0] == 0
+
+
+class TestDaemonVerbs:
+    def test_store_verbs_start_a_daemon_and_status_reports_it(self, capsys, store_dir, src):
+        assert seal(capsys, store_dir, "daemon", "status")[0] == exitcodes.FAILED
+        assert daemon_pids(store_dir) == []
+        assert seal(capsys, store_dir, "-q", "store", "add", str(src))[0] == 0
+        code, out, _ = seal(capsys, store_dir, "--json", "daemon", "status")
+        info = json.loads(out)
+        assert code == 0 and info["running"] is True
+        assert daemon_pids(store_dir) == [info["pid"]]
+        assert info["store"] == str(store_dir) and info["store_format"] == 1
+        code, out, _ = seal(capsys, store_dir, "daemon", "status")
+        assert code == 0 and f"pid:     {info['pid']}" in out and "uptime:" in out
+
+    def test_stop_then_start(self, capsys, store_dir):
+        assert seal(capsys, store_dir, "daemon", "stop")[0] == 0  # none running: still fine
+        code, out, _ = seal(capsys, store_dir, "--json", "daemon", "start")
+        first = json.loads(out)
+        assert code == 0 and first["started"] is True
+        code, out, _ = seal(capsys, store_dir, "--json", "daemon", "start")
+        assert json.loads(out)["started"] is False and json.loads(out)["pid"] == first["pid"]
+        code, out, _ = seal(capsys, store_dir, "--json", "daemon", "stop")
+        assert code == 0 and json.loads(out)["pid"] == first["pid"]
+        assert daemon_pids(store_dir) == []
+        assert seal(capsys, store_dir, "daemon", "status")[0] == exitcodes.FAILED
+
+    def test_read_verbs_do_not_create_a_store(self, capsys, store_dir):
+        code, _, err = seal(capsys, store_dir, "--json", "store", "verify")
+        assert code == exitcodes.NOT_FOUND
+        assert json.loads(err)["error"]["reason"] == "store-missing"
+        assert seal(capsys, store_dir, "--json", "store", "roots")[1].strip() == "{}"
+        assert not store_dir.exists() and daemon_pids(store_dir) == []
+
+    def test_socket_option_and_environment(self, capsys, monkeypatch, store_dir, src, tmp_path):
+        sock = tmp_path / "s.sock"
+        code = main(
+            ["--store", str(store_dir), "--socket", str(sock), "-q", "store", "add", str(src)]
+        )
+        assert code == 0 and sock.exists()
+        capsys.readouterr()
+        monkeypatch.setenv("SEAL_SOCKET", str(sock))
+        code, out, _ = seal(capsys, store_dir, "--json", "daemon", "status")
+        assert code == 0 and json.loads(out)["socket"].endswith(str(sock))
+        assert main(["--store", str(store_dir), "-q", "daemon", "stop"]) == 0
+        assert not sock.exists()
 
 
 class TestVerify:
@@ -235,6 +320,7 @@ class TestBadInput:
 
     def test_newer_store_version(self, capsys, store_dir, src):
         seal(capsys, store_dir, "store", "add", str(src))
+        assert seal(capsys, store_dir, "daemon", "stop")[0] == 0
         (store_dir / "VERSION").write_text("99\n")
         code, _, err = seal(capsys, store_dir, "store", "add", str(src))
         assert code == exitcodes.INCOMPATIBLE and "newer" in err and "Traceback" not in err
@@ -256,12 +342,15 @@ class TestBadInput:
         )
         try:
             assert holder.stdout.readline().strip() == "ready"
+            # the auto-started daemon cannot take the store: one line naming the holder
             err = self.check_refused(
                 capsys, store_dir, ["store", "add", str(src)], exitcodes.BUSY, "store-locked"
             )
             assert f"pid {holder.pid}" in err
-            # readers are not blocked by the writer
-            assert seal(capsys, store_dir, "store", "verify")[0] == 0
+            assert "daemon.log" in err  # the hint names the log
+            code, _, err = seal(capsys, store_dir, "store", "verify")
+            assert code == exitcodes.BUSY and f"pid {holder.pid}" in err
+            assert daemon_pids(store_dir) == []
         finally:
             holder.stdin.close()
             holder.wait(timeout=30)

@@ -1,0 +1,121 @@
+"""The daemon's own exceptions (the store's live in ``seal.store.errors``).
+
+Same shape as the store's: a message a person can act on, an optional
+``hint``, a stable kebab-case ``reason`` that travels to the client as the
+``seal-reason`` trailing metadata.  Which gRPC status each one becomes is
+decided in one table, ``seal.daemon.services.status``.  This module imports
+nothing else from the package.
+"""
+
+from __future__ import annotations
+
+
+class DaemonError(Exception):
+    """Base class of every error the daemon raises itself."""
+
+    reason = "daemon-error"
+
+    def __init__(self, message: str, *, hint: str | None = None, temporary: bool = False):
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+        self.temporary = temporary
+
+
+class InvalidRequest(DaemonError, ValueError):
+    """A request is malformed: a missing or repeated header, bad compressed data, ..."""
+
+    reason = "invalid-request"
+
+    def __init__(self, message: str, *, reason: str | None = None, hint: str | None = None):
+        super().__init__(message, hint=hint)
+        if reason is not None:
+            self.reason = reason
+
+
+class TooLarge(DaemonError):
+    """A message or a list in it exceeds the API's limits (1 MiB payloads, 10,000 digests)."""
+
+    reason = "message-too-large"
+
+    def __init__(self, message: str, *, reason: str | None = None, hint: str | None = None):
+        super().__init__(message, hint=hint)
+        if reason is not None:
+            self.reason = reason
+
+
+class OutOfRange(DaemonError):
+    """A Get starts past the end of the object."""
+
+    reason = "out-of-range"
+
+
+class LeaseNotFound(DaemonError, LookupError):
+    """No open tree upload has this lease id (it was committed, cancelled or lapsed)."""
+
+    reason = "lease-not-found"
+
+    def __init__(self, lease_id: str):
+        super().__init__(
+            f"no tree upload with lease {lease_id!r}: it was committed, cancelled, "
+            "lapsed after its TTL, or the daemon restarted",
+            hint="start the upload again with PutTree; blobs already sent are found present",
+        )
+        self.lease_id = lease_id
+
+
+class ListingIncomplete(DaemonError):
+    """A PutTree listing references subdirectories that were neither sent nor stored."""
+
+    reason = "listing-incomplete"
+
+    def __init__(self, missing: list):
+        shown = ", ".join(str(d) for d in missing[:3])
+        more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
+        super().__init__(
+            f"the tree listing leaves out {len(missing)} directories the store does not "
+            f"hold ({shown}{more})",
+            hint="send every directory of the tree in the listing (a GC may have freed "
+            "a subtree reported present), then PutTree again",
+        )
+        self.missing = missing
+
+
+class RootNotFound(DaemonError, LookupError):
+    """No root has this name."""
+
+    reason = "root-not-found"
+
+    def __init__(self, name: str):
+        super().__init__(f"no root named {name!r}", hint="'seal store roots' lists them")
+        self.name = name
+
+
+class InvalidRootName(DaemonError, ValueError):
+    """A root name is empty, too long or not printable."""
+
+    reason = "invalid-root-name"
+
+    def __init__(self, name: str):
+        super().__init__(f"invalid root name {name!r}: use 1-255 printable characters")
+        self.name = name
+
+
+class SocketInUse(DaemonError):
+    """Another process answers on the socket path this daemon was asked to listen on."""
+
+    reason = "socket-in-use"
+
+    def __init__(self, path: str):
+        super().__init__(
+            f"another daemon answers on {path}",
+            hint="stop it ('seal daemon stop') or pass another --socket",
+            temporary=True,
+        )
+        self.path = path
+
+
+class ListenError(DaemonError):
+    """The daemon cannot create or bind its socket."""
+
+    reason = "listen-failed"

@@ -1,0 +1,20 @@
+"""gRPC servicers of the daemon: convert, delegate, convert back; errors map in ``status``.
+
+>>> from seal.daemon.services import InFlight, StoreServicer       # doctest: +SKIP
+>>> servicer = StoreServicer(store, uploads, InFlight())           # doctest: +SKIP
+"""
+
+from .daemon import DaemonServicer, Identity
+from .status import HINT_KEY, REASON_KEY, InFlight, code_for, mapped
+from .store import StoreServicer
+
+__all__ = [
+    "DaemonServicer",
+    "HINT_KEY",
+    "Identity",
+    "InFlight",
+    "REASON_KEY",
+    "StoreServicer",
+    "code_for",
+    "mapped",
+]
