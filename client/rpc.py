@@ -244,6 +244,17 @@ class StoreCalls:
         with requests.translated():
             self._stub.Put(requests)
 
+    def put_blobs(self, blobs: Sequence[tuple[Digest, bytes]], *, lease_id: str) -> None:
+        request = pb.BatchPutRequest(
+            blobs=[
+                pb.BatchPutRequest.Blob(digest=digest_pb(d, len(data)), data=data)
+                for d, data in blobs
+            ],
+            lease_id=lease_id,
+        )
+        with translated():
+            self._stub.BatchPut(request)
+
     def commit_tree(self, lease_id: str, root_name: str | None) -> Digest:
         with translated():
             r = self._stub.CommitTree(

@@ -10,7 +10,8 @@ Then, for a directory:
 1. ``find_missing([tree])``: a tree the store holds is complete, so nothing is sent;
 2. ``put_tree``: the listing (every directory's encoding) opens a lease and
    returns the file blobs the store lacks;
-3. ``put_blob`` for each of those, in parallel, under the lease;
+3. those blobs, in parallel, under the lease: small ones packed into
+   ``put_blobs`` calls, large ones streamed by ``put_blob``;
 4. ``commit_tree``: records the tree (and the optional root name) atomically.
 
 A single file is one ``put_blob`` that carries the root name.  The wire is
@@ -37,7 +38,8 @@ from . import exitcodes
 from .errors import ClientError
 
 CHUNK = 1 << 20  # the API's limit for one message's bytes
-UPLOAD_THREADS = 4  # parallel Put calls; the daemon hashes and writes them concurrently
+UPLOAD_THREADS = 4  # parallel calls; the daemon hashes and writes them concurrently
+BATCH_BLOB = 256 << 10  # blobs up to this size travel in BatchPut calls
 _OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 
 
@@ -65,6 +67,9 @@ class Transport(Protocol):
         root_name: str | None = None,
     ) -> None:
         """Upload one blob (chunks of at most ``CHUNK`` bytes)."""
+
+    def put_blobs(self, blobs: Sequence[tuple[Digest, bytes]], *, lease_id: str) -> None:
+        """Upload several small blobs (together at most ``CHUNK`` bytes) in one call."""
 
     def commit_tree(self, lease_id: str, root_name: str | None) -> Digest:
         """Record the leased tree, optionally rooting it."""
@@ -189,21 +194,62 @@ def upload_tree(transport: Transport, listing: Listing, root_name: str | None) -
 
 
 def _put_all(transport: Transport, blobs: list[Blob], lease: str) -> None:
-    """Put every blob, biggest first, a few at a time; stop at the first failure."""
+    """Send every blob, a few calls at a time; stop at the first failure.
+
+    Small blobs travel together in BatchPut calls of at most ``CHUNK`` bytes
+    (one call per thousand small files, not one stream each); larger ones are
+    streamed with Put, biggest first.
+    """
     if not blobs:
         return
     blobs = sorted(blobs, key=lambda b: b.size, reverse=True)
-    if len(blobs) == 1:
-        _put(transport, blobs[0], lease_id=lease)
+    large = [b for b in blobs if b.size > BATCH_BLOB]
+    jobs = [lambda b=b: _put(transport, b, lease_id=lease) for b in large]
+    group: list[Blob] = []
+    room = CHUNK
+    for blob in (b for b in blobs if b.size <= BATCH_BLOB):
+        if blob.size > room:
+            jobs.append(lambda g=group: _put_batch(transport, g, lease))
+            group, room = [], CHUNK
+        group.append(blob)
+        room -= blob.size
+    if group:
+        jobs.append(lambda g=group: _put_batch(transport, g, lease))
+    if len(jobs) == 1:
+        jobs[0]()
         return
-    with ThreadPoolExecutor(min(UPLOAD_THREADS, len(blobs)), "seal-upload") as pool:
-        futures = [pool.submit(_put, transport, b, lease_id=lease) for b in blobs]
+    with ThreadPoolExecutor(min(UPLOAD_THREADS, len(jobs)), "seal-upload") as pool:
+        futures = [pool.submit(job) for job in jobs]
         finished, pending = wait(futures, return_when=FIRST_EXCEPTION)
         for f in pending:
             f.cancel()
         for f in futures:
             if f.done() and not f.cancelled() and f.exception() is not None:
                 raise f.exception()
+
+
+def _put_batch(transport: Transport, group: list[Blob], lease: str) -> None:
+    """Read a group of small files, check each against its listed digest, send them."""
+    payload = []
+    for blob in group:
+        fd = _open_regular(blob.path)
+        try:
+            data = os.read(fd, blob.size + 1)
+        finally:
+            os.close(fd)
+        if len(data) != blob.size or Digest.of_bytes(data) != blob.digest:
+            raise _changed(blob.path, "digest-mismatch", exitcodes.DATA_LOSS)
+        payload.append((blob.digest, data))
+    transport.put_blobs(payload, lease_id=lease)
+
+
+def _changed(path: bytes, reason: str, code: int) -> ClientError:
+    return ClientError(
+        f"{os.fsdecode(path)} changed while being added; nothing was stored for it",
+        hint="add it again once it stops changing",
+        reason=reason,
+        exit_code=code,
+    )
 
 
 def _put(
@@ -219,12 +265,7 @@ def _put(
         )
     except ClientError as exc:
         if exc.reason == "digest-mismatch":
-            raise ClientError(
-                f"{os.fsdecode(blob.path)} changed while being added; nothing was stored for it",
-                hint="add it again once it stops changing",
-                reason=exc.reason,
-                exit_code=exc.exit_code,
-            ) from exc
+            raise _changed(blob.path, exc.reason, exc.exit_code) from exc
         raise
 
 

@@ -108,6 +108,29 @@ class StoreServicer(pb_grpc.StoreServicer):
         return pb.PutResponse(digest=convert.digest_to_pb(digest, size), created=True)
 
     @mapped
+    def BatchPut(self, request, context):
+        """Many small blobs in one call: all are checked before any is stored."""
+        blobs, total = [], 0
+        for blob in request.blobs:
+            digest, size = convert.digest_from_pb(blob.digest)
+            total += len(blob.data)
+            if total > CHUNK:
+                raise TooLarge(
+                    f"a BatchPut carries more than {CHUNK:,} bytes of data; "
+                    "send large blobs with Put",
+                    reason="batch-too-large",
+                )
+            actual = Digest.of_bytes(blob.data)
+            if actual != digest or len(blob.data) != size:
+                raise DigestMismatch(digest, f"{actual} ({len(blob.data)} bytes)")
+            blobs.append(blob.data)
+        with self._lease(request.lease_id) as lease, self._store.batch(lease) as batch:
+            created = len(self._store.find_missing(Digest.of_bytes(b) for b in blobs))
+            for data in blobs:
+                batch.add_bytes(data)
+        return pb.BatchPutResponse(created=created)
+
+    @mapped
     def Get(self, request, context):
         info = self._stat(request.digest)
         compression = convert.compression_from_pb(request.compression)

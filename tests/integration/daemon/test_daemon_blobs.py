@@ -234,3 +234,36 @@ class TestConcurrentUploads:
         report = [r for r in fresh_daemon.store.Verify(pb.VerifyRequest()) if r.HasField("report")]
         assert report[0].report.ok and report[0].report.checked == 1
         assert report[0].report.orphaned == 0
+
+
+def _batch(blobs: list[bytes], **kwargs) -> pb.BatchPutRequest:
+    return pb.BatchPutRequest(
+        blobs=[
+            pb.BatchPutRequest.Blob(digest=dpb(Digest.of_bytes(b), len(b)), data=b) for b in blobs
+        ],
+        **kwargs,
+    )
+
+
+class TestBatchPut:
+    def test_many_small_blobs_in_one_call(self, fresh_daemon):
+        blobs = [os.urandom(n) for n in (0, 1, 100, 4096, 60000)]
+        r = fresh_daemon.store.BatchPut(_batch(blobs + blobs[:2]))
+        assert r.created == len(blobs)
+        for data in blobs:
+            assert get(fresh_daemon.store, Digest.of_bytes(data), len(data)) == data
+        assert fresh_daemon.store.BatchPut(_batch(blobs)).created == 0
+
+    def test_one_wrong_digest_stores_nothing(self, fresh_daemon):
+        good, bad = os.urandom(500), os.urandom(500)
+        before = object_files(fresh_daemon.store_dir)
+        request = _batch([good, bad])
+        request.blobs[1].data = bad[:-1] + bytes([bad[-1] ^ 1])
+        f = fails(fresh_daemon.store.BatchPut, request)
+        assert f.code == C.DATA_LOSS and f.reason == "digest-mismatch"
+        assert object_files(fresh_daemon.store_dir) == before
+
+    def test_more_than_a_chunk_of_data_is_refused(self, fresh_daemon):
+        f = fails(fresh_daemon.store.BatchPut, _batch([os.urandom(CHUNK // 2 + 1)] * 2))
+        assert f.code == C.RESOURCE_EXHAUSTED and f.reason == "batch-too-large"
+        fresh_daemon.store.BatchPut(_batch([b"still serving"]))

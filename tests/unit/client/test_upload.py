@@ -62,6 +62,18 @@ class FakeTransport:
             wanted.update(f.digest for f in Directory.decode(data).files)
         return "L1", sorted(d for d in wanted if d not in self.present)
 
+    def put_blobs(self, blobs, *, lease_id):
+        self._log("put_blobs")
+        assert sum(len(data) for _, data in blobs) <= upload.CHUNK
+        for digest, data in blobs:
+            if digest == self.fail_on or Digest.of_bytes(data) != digest:
+                raise ClientError("mismatch", reason="digest-mismatch",
+                                  exit_code=exitcodes.DATA_LOSS)
+        with self.lock:
+            for digest, data in blobs:
+                self.blobs[digest] = data
+                self.present.add(digest)
+
     def put_blob(self, digest, size, chunks, *, lease_id=None, root_name=None):
         self._log("put_blob")
         data = b"".join(chunks)
@@ -152,7 +164,9 @@ class TestPlan:
         }
         assert have not in t.blobs
         assert set(t.blobs) == set(listing.blobs) - {have}
-        assert t.calls.count("put_blob") == len(listing.blobs) - 1
+        big = [b for b in listing.blobs.values() if b.size > upload.BATCH_BLOB]
+        assert t.calls.count("put_blob") == len(big) == 1  # small blobs travel batched
+        assert t.calls.count("put_blobs") == 1
         assert t.calls[-1] == "commit_tree" and t.roots == {"r": listing.root}
 
     def test_a_stored_tree_is_not_sent_again(self, tree):
@@ -163,8 +177,19 @@ class TestPlan:
 
     def test_failed_put_cancels_the_lease_and_names_the_file(self, tree):
         listing = upload.scan_tree(os.fsencode(tree))
-        victim = Digest.of_bytes((tree / "tool").read_bytes())
+        victim = Digest.of_bytes((tree / "big").read_bytes())
         t = FakeTransport(fail_on=victim)
+        with pytest.raises(ClientError) as info:
+            upload.send(t, listing)
+        assert str(tree / "big") in info.value.message
+        assert info.value.exit_code == exitcodes.DATA_LOSS
+        assert "cancel_tree" in t.calls and "commit_tree" not in t.calls and not t.leases
+
+    def test_a_small_file_changed_after_hashing_is_named(self, tree):
+        listing = upload.scan_tree(os.fsencode(tree))
+        os.chmod(tree / "tool", 0o755)
+        (tree / "tool").write_bytes(b"#!/bin/XX\n")  # same size, other bytes
+        t = FakeTransport()
         with pytest.raises(ClientError) as info:
             upload.send(t, listing)
         assert str(tree / "tool") in info.value.message
