@@ -130,8 +130,11 @@ class Batch:
                 if writing is not None:
                     writing.result()
             self._store._fix_mode(fd, PLAIN_MODE)
-        finally:
+        except BaseException:
             os.close(fd)
+            os.unlink(tmp)  # a failed read leaves no staging file behind
+            raise
+        os.close(fd)
         digest = Digest(hasher.digest())
         if (expected is not None and digest != expected) or (
             expected_size is not None and size != expected_size

@@ -39,7 +39,7 @@ from .errors import (
 )
 from .layout import FORMAT_VERSION, Layout, current_umask
 from .lock import WriterLock
-from .tree import Directory
+from .tree import Directory, MalformedTree
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,10 +255,23 @@ class Store:
                 for f in directory.files:
                     if f.executable:
                         executables.add(f.digest)
-                todo.extend(d.digest for d in directory.directories)
+                for d in directory.directories:
+                    if d.digest in listing and len(listing[d.digest][0]) != d.size:
+                        raise MalformedTree(
+                            f"directory entry {d.name!r} gives size {d.size}, "
+                            f"its encoding has {len(listing[d.digest][0])}"
+                        )
+                    todo.append(d.digest)
                 blobs = [f.digest for f in directory.files]
                 b.hold_existing(blobs)
                 missing.extend(self.find_missing(blobs))
+                for f in directory.files:
+                    rec = self.db.get(f.digest)
+                    if rec is not None and rec.size != f.size:
+                        raise MalformedTree(
+                            f"file entry {f.name!r} gives size {f.size}, "
+                            f"the stored blob has {rec.size}"
+                        )
             if missing:
                 raise IncompleteTree(sorted(set(missing)))
             for digest in sorted(executables):

@@ -67,8 +67,9 @@ class FakeTransport:
         assert sum(len(data) for _, data in blobs) <= upload.CHUNK
         for digest, data in blobs:
             if digest == self.fail_on or Digest.of_bytes(data) != digest:
-                raise ClientError("mismatch", reason="digest-mismatch",
-                                  exit_code=exitcodes.DATA_LOSS)
+                raise ClientError(
+                    "mismatch", reason="digest-mismatch", exit_code=exitcodes.DATA_LOSS
+                )
         with self.lock:
             for digest, data in blobs:
                 self.blobs[digest] = data

@@ -124,3 +124,38 @@ class TestPutDirectories:
     def test_malformed_listing_is_refused(self, store):
         with pytest.raises(MalformedTree):
             store.put_directories([b"\x0a\x00garbage"], Digest.of_bytes(b"x"))
+
+
+class TestListingSizes:
+    def test_a_file_size_that_lies_is_refused(self, store):
+        store.put_bytes(b"four")
+        bad = Directory.build(files=[FileNode(b"f", Digest.of_bytes(b"four"), 5, False)])
+        data = bad.encode()
+        with pytest.raises(MalformedTree):
+            store.put_directories([data], Digest.of_bytes(data))
+        assert not store.has(Digest.of_bytes(data))
+
+    def test_a_directory_size_that_lies_is_refused(self, store):
+        sub = Directory.build().encode()
+        top = Directory.build(
+            directories=[DirectoryNode(b"d", Digest.of_bytes(sub), len(sub) + 1)]
+        ).encode()
+        with pytest.raises(MalformedTree):
+            store.put_directories([top, sub], Digest.of_bytes(top))
+
+
+class TestFailedStream:
+    def test_a_read_error_leaves_no_staging_file(self, store):
+        class Broken(io.RawIOBase):
+            sent = 0
+
+            def readinto(self, buf):
+                if self.sent > (4 << 20):
+                    raise OSError("connection lost")
+                self.sent += len(buf)
+                buf[:] = b"x" * len(buf)
+                return len(buf)
+
+        with pytest.raises(OSError), store.batch() as b:
+            b.add_stream(Broken())
+        assert os.listdir(store._tmp_dir) == []
