@@ -105,7 +105,13 @@ class DaemonProcess:
     def run_to_exit(self, timeout: float = START_TIMEOUT) -> int:
         """Start and wait for the process to end by itself (for refusals at start)."""
         self.start(wait=False)
-        return self.proc.wait(timeout)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()  # it should have refused to start: leave no daemon behind
+            raise AssertionError(
+                f"daemon still running after {timeout} s:\n{self.log_text()}"
+            ) from None
 
     def terminate(self, timeout: float = 30.0) -> int:
         """SIGTERM, wait; SIGKILL if it hangs (and fail then). Returns the exit code."""
