@@ -151,7 +151,7 @@ def _version() -> str:
 
 
 def _store_root(args: argparse.Namespace) -> Path:
-    from seal.store import default_root
+    from seal.store.layout import default_root
 
     return Path(args.store) if args.store else default_root()
 

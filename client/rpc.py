@@ -25,8 +25,7 @@ from seal.proto.v1 import store_pb2_grpc as pb_grpc
 from seal.store.digest import Digest
 from seal.store.errors import StoreError
 
-from . import checkout as _checkout
-from . import exitcodes, upload
+from . import exitcodes
 from .errors import ClientError
 
 CHUNK = 1 << 20  # the API's cap on one message's bytes payload
@@ -362,6 +361,8 @@ class RemoteBackend:
                 reason="invalid-root-name",
                 exit_code=exit_code(LOCAL, "invalid-root-name"),
             )
+        from . import upload  # imported by the verbs that need it: start-up stays fast
+
         with translated():
             item = upload.prepare(path)  # bad input is refused before a daemon starts
             conn = self._connect(create_store=True)
@@ -450,6 +451,8 @@ class RemoteBackend:
         return entries
 
     def checkout(self, digest: str, dest: str) -> dict:
+        from . import checkout as _checkout
+
         d = parse_digest(digest)
         _checkout.prepare(dest)  # refuse an existing destination before any call
         count = _checkout.write(self._checkout_items(d, entries_only=False), dest)

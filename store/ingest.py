@@ -9,12 +9,15 @@ from __future__ import annotations
 import os
 import stat
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from .batch import Batch
 from .db import Kind
 from .digest import Digest
 from .errors import StoreError, UnsupportedFile
 from .tree import Directory, DirectoryNode, FileNode, SymlinkNode
+
+if TYPE_CHECKING:
+    from .batch import Batch
 
 _SPECIAL_BITS = stat.S_ISUID | stat.S_ISGID | stat.S_ISVTX
 _OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC

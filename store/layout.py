@@ -26,6 +26,14 @@ PLAIN_MODE = 0o444
 EXEC_MODE = 0o555
 
 
+def default_root() -> Path:
+    """``$SEAL_STORE``, else ``$XDG_DATA_HOME/seal``, else ``~/.local/share/seal``."""
+    if env := os.environ.get("SEAL_STORE"):
+        return Path(env)
+    data_home = os.environ.get("XDG_DATA_HOME") or os.path.expanduser("~/.local/share")
+    return Path(data_home) / "seal"
+
+
 class Layout:
     """Paths of one store; creates nothing by itself except in ``create``."""
 

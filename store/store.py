@@ -37,7 +37,7 @@ from .errors import (
     StoreVersionError,
     UnsupportedFile,
 )
-from .layout import FORMAT_VERSION, Layout, current_umask
+from .layout import FORMAT_VERSION, Layout, current_umask, default_root
 from .lock import WriterLock
 from .tree import Directory, MalformedTree
 
@@ -60,14 +60,6 @@ class Entry:
     size: int
     executable: bool = False
     target: bytes | None = None
-
-
-def default_root() -> Path:
-    """``$SEAL_STORE``, else ``$XDG_DATA_HOME/seal``, else ``~/.local/share/seal``."""
-    if env := os.environ.get("SEAL_STORE"):
-        return Path(env)
-    data_home = os.environ.get("XDG_DATA_HOME") or os.path.expanduser("~/.local/share")
-    return Path(data_home) / "seal"
 
 
 class Store:

@@ -135,9 +135,7 @@ _NAME, _DIGEST, _TARGET = 0x0A, 0x12, 0x12  # node.name (1), node.digest/target 
 _HASH, _SIZE = 0x0A, 0x10  # Digest.hash (1, LD), Digest.size_bytes (2, varint)
 _EXEC_TRUE = b"\x20\x01"  # FileNode.is_executable (4, varint) = true
 _HEX_FIELD = bytes([_HASH, 64])
-_SMALL_VARINTS = [bytes([n]) for n in range(0x80)] + [
-    bytes([(n & 0x7F) | 0x80, n >> 7]) for n in range(0x80, 0x4000)
-]
+_ONE_BYTE_VARINTS = [bytes([n]) for n in range(0x80)]
 
 
 def _by_name(node) -> bytes:
@@ -145,8 +143,10 @@ def _by_name(node) -> bytes:
 
 
 def _varint(n: int) -> bytes:
+    if n < 0x80:
+        return _ONE_BYTE_VARINTS[n]
     if n < 0x4000:
-        return _SMALL_VARINTS[n]
+        return bytes(((n & 0x7F) | 0x80, n >> 7))
     out = bytearray()
     while n > 0x7F:
         out.append((n & 0x7F) | 0x80)
