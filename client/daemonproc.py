@@ -299,7 +299,6 @@ class Supervisor:
                 if code is not None:
                     raise self._died(code, log)
                 if probe(self.socket) == "listening" and conn.serving(timeout=0.25):
-                    log.keep()
                     return conn
                 if time.monotonic() > deadline:
                     _kill(proc)
@@ -351,25 +350,16 @@ class Supervisor:
 
 
 class _Log:
-    """Where a starting daemon's stdout and stderr go: ``<store>/daemon.log``, appended.
+    """Where a starting daemon's stdout and stderr go: ``<store>/daemon.log``, appended
+    (moved to ``daemon.log.1`` first when it has grown past ``LOG_KEEP_BYTES``)."""
 
-    A store that does not exist yet must be created in an empty directory, so
-    there the log starts as an unnamed file in the store directory (O_TMPFILE)
-    and is linked in as daemon.log once the daemon serves (the store exists).
-    """
-
-    def __init__(self, fd: int, path: Path, anonymous: bool, offset: int):
+    def __init__(self, fd: int, path: Path, offset: int):
         self.fd = fd
         self.path = path
-        self.anonymous = anonymous
         self.offset = offset
 
     @classmethod
     def open(cls, store: Path, path: Path) -> _Log:
-        if not (store / "VERSION").exists():
-            with contextlib.suppress(OSError):  # no O_TMPFILE here: fall back to the name
-                fd = os.open(store, os.O_RDWR | os.O_TMPFILE | os.O_CLOEXEC, 0o600)
-                return cls._started(fd, path, anonymous=True)
         with contextlib.suppress(FileNotFoundError):
             if path.stat().st_size > LOG_KEEP_BYTES:
                 os.replace(path, f"{path}.1")
@@ -377,14 +367,10 @@ class _Log:
             fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
         except OSError as exc:
             raise _os_error(f"cannot open {path}", exc) from None
-        return cls._started(fd, path, anonymous=False)
-
-    @classmethod
-    def _started(cls, fd: int, path: Path, *, anonymous: bool) -> _Log:
         offset = os.lseek(fd, 0, os.SEEK_END)
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         os.write(fd, f"--- {stamp} seal client pid {os.getpid()} starts the daemon\n".encode())
-        return cls(fd, path, anonymous, offset)
+        return cls(fd, path, offset)
 
     def last_line(self) -> str:
         """The last line the daemon wrote since this start (not our header)."""
@@ -400,22 +386,7 @@ class _Log:
         lines = [line.strip() for line in lines if line.strip()]
         return lines[-1] if lines else ""
 
-    def keep(self) -> None:
-        """The daemon serves: give an unnamed log its name."""
-        if self.anonymous:
-            # (a src_dir_fd makes CPython call linkat(AT_SYMLINK_FOLLOW), not link())
-            root = os.open("/", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-            try:
-                os.link(f"/proc/self/fd/{self.fd}", self.path, src_dir_fd=root)
-                self.anonymous = False
-            except OSError:
-                pass  # another daemon.log appeared meanwhile: this start's log stays unnamed
-            finally:
-                os.close(root)
-
     def hint(self) -> str:
-        if self.anonymous:
-            return f"the store {self.path.parent} was not created; fix the cause and retry"
         return f"see {self.path}"
 
     def close(self) -> None:

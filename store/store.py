@@ -493,7 +493,8 @@ def _check_version(layout: Layout) -> None:
 
 def _check_empty(layout: Layout) -> None:
     """Refuse to turn a directory holding other things into a store."""
-    allowed = {"lock", "VERSION.tmp"}
+    # the daemon's own files may come first: its client logs a start before the store exists
+    allowed = {"lock", "VERSION.tmp", "daemon.log", "daemon.log.1", "daemon.sock"}
     extra = [p.name for p in layout.root.iterdir() if p.name not in allowed]
     if extra:
         raise StoreError(

@@ -134,16 +134,17 @@ class TestStartFailures:
         assert info.value.reason == "daemon-start-timeout" and "starting" in info.value.message
         assert not alive(int(pidfile.read_text()))
 
-    def test_new_store_log_is_named_once_the_daemon_serves(self, tmp_path):
+    def test_failed_start_in_a_new_store_keeps_its_log_and_the_store_can_be_made(self, tmp_path):
         store = tmp_path / "new-store"
         cmd = fake(
             tmp_path, "dies", "import sys\nprint('no store', file=sys.stderr)\nsys.exit(1)\n"
         )
         with pytest.raises(ClientError) as info:
             daemonproc.Supervisor(store, command=cmd).connect()
-        assert "no store" in info.value.message
-        # the directory stays empty, so a store can still be created in it
-        assert list(store.iterdir()) == []
+        assert "no store" in info.value.message and str(store / "daemon.log") in info.value.hint
+        assert [p.name for p in store.iterdir()] == ["daemon.log"]
+        with Store.open(store) as s:  # the daemon's log does not make the directory foreign
+            assert s.put_bytes(b"x")
 
 
 class TestReplace:
