@@ -219,7 +219,9 @@ def main(argv: list[str] | None = None) -> int:
         tree = base / "tree"
         make_tree(tree, files, rng)
         bigfile = base / "big.bin"
-        bigfile.write_bytes(rng.randbytes(big))
+        with bigfile.open("wb") as f:
+            for _ in range(big // MiB):
+                f.write(rng.randbytes(MiB))
 
         store_dir = base / "stat-store"
         with Daemon(store_dir):

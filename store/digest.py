@@ -52,6 +52,16 @@ class Digest:
     def of_bytes(cls, data: bytes | bytearray | memoryview) -> Digest:
         return cls(hashlib.sha256(data).digest())
 
+    # Digests are dict keys on every hot path: hash and compare the raw bytes directly
+    # rather than the tuples the dataclass would build.
+    def __hash__(self) -> int:
+        return hash(self.raw)
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is Digest:
+            return self.raw == other.raw
+        return NotImplemented
+
     @property
     def hex(self) -> str:
         return self.raw.hex()
