@@ -64,23 +64,6 @@ class LeaseNotFound(DaemonError, LookupError):
         self.lease_id = lease_id
 
 
-class ListingIncomplete(DaemonError):
-    """A PutTree listing references subdirectories that were neither sent nor stored."""
-
-    reason = "listing-incomplete"
-
-    def __init__(self, missing: list):
-        shown = ", ".join(str(d) for d in missing[:3])
-        more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
-        super().__init__(
-            f"the tree listing leaves out {len(missing)} directories the store does not "
-            f"hold ({shown}{more})",
-            hint="send every directory of the tree in the listing (a GC may have freed "
-            "a subtree reported present), then PutTree again",
-        )
-        self.missing = missing
-
-
 class RootNotFound(DaemonError, LookupError):
     """No root has this name."""
 

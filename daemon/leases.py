@@ -24,108 +24,13 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
-from seal.daemon.errors import LeaseNotFound, ListingIncomplete
-from seal.store import Digest, Directory, Kind, Lease, MalformedTree, ObjectInfo, Store
+from seal.daemon.errors import LeaseNotFound
+from seal.store import Digest, Lease, ListingIncomplete, Store
+from seal.store.listing import Listing, check_blob_sizes, check_listing
 
 log = logging.getLogger("seal.daemon")
 
 DEFAULT_TTL = 600.0  # seconds without a call naming the lease
-
-
-@dataclass
-class Listing:
-    """A checked tree listing: its directories and the file blobs they name."""
-
-    root: Digest
-    root_size: int  # the length of the root's encoding
-    encodings: dict[Digest, bytes]  # the directories sent, by digest
-    blobs: dict[Digest, int]  # every file blob of the listed directories -> size
-    stored_subtrees: list[Digest]  # referenced directories the store already holds
-
-
-def check_listing(
-    store: Store, root: Digest, root_size: int, encodings: Iterable[bytes]
-) -> Listing:
-    """Decode and cross-check a PutTree listing; record nothing.
-
-    Raises MalformedTree (a bad encoding, or sizes that disagree) and
-    ListingIncomplete (a referenced directory neither sent nor stored as a tree).
-    """
-    listing: dict[Digest, bytes] = {}
-    decoded: dict[Digest, Directory] = {}
-    for data in encodings:
-        digest = Digest.of_bytes(data)
-        if digest in decoded:
-            continue
-        try:
-            decoded[digest] = Directory.decode(data)
-        except MalformedTree as exc:
-            raise MalformedTree(f"directory {digest}: {exc.message}") from None
-        listing[digest] = bytes(data)
-    blobs: dict[Digest, int] = {}
-    stored: list[Digest] = []
-    absent: list[Digest] = []
-    sizes = {root: root_size} if root_size else {}
-    root_actual = 0
-    todo, seen = [root], set()
-    while todo:
-        digest = todo.pop()
-        if digest in seen:
-            continue
-        seen.add(digest)
-        expected = sizes.get(digest)
-        if digest in decoded:
-            actual = len(listing[digest])
-        else:
-            record = _stat(store, digest)
-            if record is None or Kind.TREE not in record.kind:
-                absent.append(digest)
-                continue
-            stored.append(digest)
-            actual = record.size
-        if digest == root:
-            root_actual = actual
-        if expected is not None and expected != actual:
-            raise MalformedTree(
-                f"directory {digest} is listed with size {expected} but its encoding has "
-                f"{actual} bytes"
-            )
-        if digest not in decoded:
-            continue
-        directory = decoded[digest]
-        for f in directory.files:
-            if blobs.setdefault(f.digest, f.size) != f.size:
-                raise MalformedTree(
-                    f"blob {f.digest} is listed with sizes {blobs[f.digest]} and {f.size}"
-                )
-        for d in directory.directories:
-            if sizes.setdefault(d.digest, d.size) != d.size:
-                raise MalformedTree(
-                    f"directory {d.digest} is listed with sizes {sizes[d.digest]} and {d.size}"
-                )
-            todo.append(d.digest)
-    if absent:
-        raise ListingIncomplete(sorted(absent))
-    return Listing(root, root_actual, {d: listing[d] for d in seen if d in listing}, blobs, stored)
-
-
-def _stat(store: Store, digest: Digest) -> ObjectInfo | None:
-    try:
-        return store.stat(digest)
-    except LookupError:  # ObjectNotFound
-        return None
-
-
-def check_blob_sizes(store: Store, blobs: dict[Digest, int]) -> None:
-    """Raise MalformedTree if a recorded blob's size differs from what the tree says."""
-    for digest, size in blobs.items():
-        info = _stat(store, digest)
-        if info is None:
-            continue  # missing: CommitTree reports it
-        if info.size != size:
-            raise MalformedTree(
-                f"the tree lists blob {digest} with size {size}, but it has {info.size} bytes"
-            )
 
 
 @dataclass(eq=False)
@@ -235,9 +140,7 @@ class Uploads:
                 raise LeaseNotFound(lease_id)
             check_blob_sizes(self._store, upload.missing)
             listing = upload.listing
-            digest = self._store.put_directories(
-                listing.encodings.values(), listing.root, root_name=root_name, lease=upload.lease
-            )
+            digest = self._store.put_listing(listing, root_name=root_name, lease=upload.lease)
             self._close(upload)
             log.info("tree upload %s committed %s", lease_id, digest)
             return digest, listing.root_size

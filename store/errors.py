@@ -124,3 +124,23 @@ class IncompleteTree(StoreError):
             hint="upload the missing blobs, then commit again",
         )
         self.missing = missing
+
+
+class ListingIncomplete(IncompleteTree):
+    """A tree listing references directories that were neither sent nor stored."""
+
+    reason = "listing-incomplete"
+
+    def __init__(self, missing: list):
+        super().__init__(missing)
+        shown = ", ".join(str(d) for d in missing[:3])
+        more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
+        self.message = (
+            f"the tree listing leaves out {len(missing)} directories the store does not "
+            f"hold ({shown}{more})"
+        )
+        self.args = (self.message,)
+        self.hint = (
+            "send every directory of the tree in the listing (a GC may have freed "
+            "a subtree reported present), then PutTree again"
+        )

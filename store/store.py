@@ -30,6 +30,7 @@ from .db import Kind, MetaDB, ObjectRecord
 from .digest import Digest
 from .errors import (
     IncompleteTree,
+    ListingIncomplete,
     NotATree,
     ObjectNotFound,
     StoreError,
@@ -38,8 +39,9 @@ from .errors import (
     UnsupportedFile,
 )
 from .layout import FORMAT_VERSION, Layout, current_umask, default_root
+from .listing import Listing, check_blob_sizes, check_listing
 from .lock import WriterLock
-from .tree import Directory, MalformedTree
+from .tree import Directory
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,70 +213,44 @@ class Store:
         root_name: str | None = None,
         lease: Lease | None = None,
     ) -> Digest:
-        """Record a tree sent as its directories' encodings (the daemon's PutTree).
+        """Record a tree sent as its directories' encodings (see ``put_listing``)."""
+        return self.put_listing(
+            check_listing(self, root, 0, encodings), root_name=root_name, lease=lease
+        )
 
-        Every directory under ``root`` must be among ``encodings`` or already
-        recorded as a tree, and every file blob must be recorded; otherwise
-        IncompleteTree lists what is missing and nothing is recorded.  Blobs
-        used as executables get their 0555 inode.  With ``root_name`` the tree
-        is rooted in the same transaction.
+    def put_listing(
+        self, listing: Listing, *, root_name: str | None = None, lease: Lease | None = None
+    ) -> Digest:
+        """Record a checked tree listing (the daemon's CommitTree).
+
+        Every directory under the root must be in the listing or already
+        recorded as a tree, and every file blob must be recorded with the size
+        the tree gives it; otherwise IncompleteTree (or ListingIncomplete, for
+        directories) lists what is missing and nothing is recorded.  Blobs used
+        as executables get their 0555 inode.  With ``root_name`` the tree is
+        rooted in the same transaction.
         """
         self._require_writable()
         if root_name is not None:
             _check_root_name(root_name)
-        listing: dict[Digest, tuple[bytes, Directory]] = {}
-        for data in encodings:
-            listing[Digest.of_bytes(data)] = (bytes(data), Directory.decode(data))
         with self.batch(lease) as b:
-            missing: list[Digest] = []
-            executables: set[Digest] = set()
-            todo, seen = [root], set()
-            while todo:
-                digest = todo.pop()
-                if digest in seen:
-                    continue
-                seen.add(digest)
-                if digest not in listing:
-                    rec = self.db.get(digest)
-                    if rec is None or Kind.TREE not in rec.kind:
-                        missing.append(digest)
-                    else:
-                        subtree = self.closure(digest, missing_ok=True)
-                        b.hold_existing(subtree)
-                        missing.extend(self.find_missing(subtree))  # a gc before the hold
-                    continue
-                directory = listing[digest][1]
-                for f in directory.files:
-                    if f.executable:
-                        executables.add(f.digest)
-                for d in directory.directories:
-                    if d.digest in listing and len(listing[d.digest][0]) != d.size:
-                        raise MalformedTree(
-                            f"directory entry {d.name!r} gives size {d.size}, "
-                            f"its encoding has {len(listing[d.digest][0])}"
-                        )
-                    todo.append(d.digest)
-                blobs = [f.digest for f in directory.files]
-                b.hold_existing(blobs)
-                missing.extend(self.find_missing(blobs))
-                for f in directory.files:
-                    rec = self.db.get(f.digest)
-                    if rec is not None and rec.size != f.size:
-                        raise MalformedTree(
-                            f"file entry {f.name!r} gives size {f.size}, "
-                            f"the stored blob has {rec.size}"
-                        )
+            b.hold_existing(listing.blobs)  # held before looking: present now means kept
+            for subtree in listing.stored_subtrees:
+                closure = self.closure(subtree, missing_ok=True)
+                b.hold_existing(closure)
+                if self.find_missing(closure):  # a gc freed it before the hold
+                    raise ListingIncomplete([subtree])
+            missing = self.find_missing(listing.blobs)
             if missing:
-                raise IncompleteTree(sorted(set(missing)))
-            for digest in sorted(executables):
+                raise IncompleteTree(sorted(missing))
+            check_blob_sizes(self, listing.blobs)
+            for digest in sorted(listing.executables):
                 b.add_exec_copy(digest)
-            for digest in seen:
-                if digest in listing:
-                    data, directory = listing[digest]
-                    b.add_bytes(data, kind=Kind.TREE, refs=directory.children())
+            for digest, data in listing.encodings.items():
+                b.add_bytes(data, kind=Kind.TREE, refs=listing.directories[digest].children())
             if root_name is not None:
-                b.set_root(root_name, root)
-        return root
+                b.set_root(root_name, listing.root)
+        return listing.root
 
     def find_missing(self, digests: Iterable[Digest]) -> list[Digest]:
         """The digests not recorded in the store, each once, in the order given."""

@@ -55,7 +55,6 @@ _CODES: list[tuple[type[Exception], grpc.StatusCode]] = [
     (daemon_errors.OutOfRange, _C.OUT_OF_RANGE),
     (daemon_errors.LeaseNotFound, _C.NOT_FOUND),
     (daemon_errors.RootNotFound, _C.NOT_FOUND),
-    (daemon_errors.ListingIncomplete, _C.FAILED_PRECONDITION),
     (daemon_errors.SocketInUse, _C.UNAVAILABLE),
     (daemon_errors.DaemonError, _C.FAILED_PRECONDITION),
 ]
