@@ -25,8 +25,8 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from seal.daemon.errors import LeaseNotFound
-from seal.store import Digest, Lease, ListingIncomplete, Store
-from seal.store.listing import Listing, check_blob_sizes, check_listing
+from seal.store import Digest, Lease, Store
+from seal.store.listing import Listing, check_listing
 
 log = logging.getLogger("seal.daemon")
 
@@ -77,15 +77,7 @@ class Uploads:
         try:
             # Hold first, then look: whatever is present after the hold stays present.
             lease.hold(listing.encodings)
-            lease.hold(listing.blobs)
-            for subtree in listing.stored_subtrees:
-                closure = store.closure(subtree, missing_ok=True)
-                lease.hold(closure)
-                if store.find_missing(closure):  # a gc freed it before the hold
-                    raise ListingIncomplete([subtree])
-            absent = store.find_missing(listing.blobs)
-            absent_set = set(absent)
-            check_blob_sizes(store, {d: s for d, s in listing.blobs.items() if d not in absent_set})
+            absent = store.hold_listing(listing, lease.hold)
         except BaseException:
             lease.release()
             raise
@@ -138,7 +130,6 @@ class Uploads:
         with self.use(lease_id) as upload, upload.commit_lock:
             if upload.closed:
                 raise LeaseNotFound(lease_id)
-            check_blob_sizes(self._store, upload.missing)
             listing = upload.listing
             digest = self._store.put_listing(listing, root_name=root_name, lease=upload.lease)
             self._close(upload)

@@ -234,16 +234,9 @@ class Store:
         if root_name is not None:
             _check_root_name(root_name)
         with self.batch(lease) as b:
-            b.hold_existing(listing.blobs)  # held before looking: present now means kept
-            for subtree in listing.stored_subtrees:
-                closure = self.closure(subtree, missing_ok=True)
-                b.hold_existing(closure)
-                if self.find_missing(closure):  # a gc freed it before the hold
-                    raise ListingIncomplete([subtree])
-            missing = self.find_missing(listing.blobs)
+            missing = self.hold_listing(listing, b.hold_existing)
             if missing:
                 raise IncompleteTree(sorted(missing))
-            check_blob_sizes(self, listing.blobs)
             for digest in sorted(listing.executables):
                 b.add_exec_copy(digest)
             for digest, data in listing.encodings.items():
@@ -251,6 +244,22 @@ class Store:
             if root_name is not None:
                 b.set_root(root_name, listing.root)
         return listing.root
+
+    def hold_listing(self, listing: Listing, hold: Callable[[list[Digest]], None]) -> list[Digest]:
+        """Hold (with ``hold``) what a listing builds on; return the blobs the store lacks.
+
+        Held before looking, so whatever is present afterwards stays present.
+        Raises ListingIncomplete if a gc freed a stored subtree first, and
+        MalformedTree if a stored blob's size is not the one the tree gives.
+        """
+        hold(list(listing.blobs))
+        for subtree in listing.stored_subtrees:
+            closure = self.closure(subtree, missing_ok=True)
+            hold(list(closure))
+            if self.find_missing(closure):
+                raise ListingIncomplete([subtree])
+        check_blob_sizes(self, listing.blobs)  # absent blobs are skipped
+        return self.find_missing(listing.blobs)
 
     def find_missing(self, digests: Iterable[Digest]) -> list[Digest]:
         """The digests not recorded in the store, each once, in the order given."""
