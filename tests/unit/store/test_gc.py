@@ -247,36 +247,15 @@ class TestConcurrentGc:
             write_spec(tmp_path / f"drop{i}", _spec(f"k{(i + 3) % 6}"))
             (tmp_path / f"keep{i}" / "unique").write_bytes(os.urandom(64))
             (tmp_path / f"drop{i}" / "big").write_bytes(os.urandom(1_500_000))  # streamed
-        done = threading.Event()
-        errors: list[BaseException] = []
-        gc_runs = []
         rooted: dict[str, Digest] = {}
 
         def ingest():
-            try:
-                for i in range(self.N_TREES):
-                    # an unrooted tree sharing content with later rooted ones: gc wants it
-                    store.put_path(tmp_path / f"drop{i}")
-                    rooted[f"keep{i}"] = store.put_path(tmp_path / f"keep{i}", root=f"keep{i}")
-            except BaseException as exc:  # noqa: BLE001 - re-raised in the main thread
-                errors.append(exc)
-            finally:
-                done.set()
+            for i in range(self.N_TREES):
+                # an unrooted tree sharing content with later rooted ones: gc wants it
+                store.put_path(tmp_path / f"drop{i}")
+                rooted[f"keep{i}"] = store.put_path(tmp_path / f"keep{i}", root=f"keep{i}")
 
-        def collect():
-            try:
-                while not done.is_set():
-                    gc_runs.append(store.gc())
-            except BaseException as exc:  # noqa: BLE001
-                errors.append(exc)
-
-        threads = [threading.Thread(target=ingest), threading.Thread(target=collect)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(timeout=300)
-        assert not errors, errors
-        assert len(gc_runs) >= 3, "gc and ingest did not overlap"
+        gc_runs = _gc_while(store, ingest)
         assert sum(len(r.objects) for r in gc_runs) > 0, "gc never had anything to free"
 
         assert store.roots() == rooted
@@ -304,38 +283,17 @@ class TestConcurrentGc:
                 tree = Directory.build(files=nodes)
                 big = b.add_bytes(tree.encode(), kind=Kind.TREE, refs=tree.children())
                 b.set_root("big", big)
-            done = threading.Event()
-            errors: list[BaseException] = []
-            gc_runs = []
             rooted: dict[str, Digest] = {}
 
             def ingest():
-                try:
-                    for i in range(400):
-                        with store.batch() as b:
-                            d = b.add_bytes(b"small rooted object %d" % i)
-                            b.set_root(f"small{i}", d)
-                        rooted[f"small{i}"] = d
-                        store.put_bytes(b"unrooted %d" % i)  # something for gc to do
-                except BaseException as exc:  # noqa: BLE001 - re-raised in the main thread
-                    errors.append(exc)
-                finally:
-                    done.set()
+                for i in range(400):
+                    with store.batch() as b:
+                        d = b.add_bytes(b"small rooted object %d" % i)
+                        b.set_root(f"small{i}", d)
+                    rooted[f"small{i}"] = d
+                    store.put_bytes(b"unrooted %d" % i)  # something for gc to do
 
-            def collect():
-                try:
-                    while not done.is_set():
-                        gc_runs.append(store.gc())
-                except BaseException as exc:  # noqa: BLE001
-                    errors.append(exc)
-
-            threads = [threading.Thread(target=ingest), threading.Thread(target=collect)]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join(timeout=300)
-            assert not errors, errors
-            assert len(gc_runs) >= 3, "gc and ingest did not overlap"
+            _gc_while(store, ingest)
             rooted["big"] = big
             assert store.roots() == rooted
             for name, d in rooted.items():
@@ -343,3 +301,38 @@ class TestConcurrentGc:
                 assert os.path.exists(store.layout.object_path(d)), name
             report = store.verify()
             assert report.ok, (report.missing[:3], report.dangling[:3])
+
+
+def _gc_while(store: Store, ingest) -> list:
+    """Run ``ingest`` in one thread and gc in a loop in another until it ends.
+
+    Re-raises the first error of either thread; returns the gc reports and
+    checks that the two overlapped.
+    """
+    done = threading.Event()
+    errors: list[BaseException] = []
+    gc_runs = []
+
+    def ingesting():
+        try:
+            ingest()
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the main thread
+            errors.append(exc)
+        finally:
+            done.set()
+
+    def collecting():
+        try:
+            while not done.is_set():
+                gc_runs.append(store.gc())
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=ingesting), threading.Thread(target=collecting)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    assert not errors, errors
+    assert len(gc_runs) >= 3, "gc and ingest did not overlap"
+    return gc_runs
