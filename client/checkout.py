@@ -20,7 +20,7 @@ from seal.store.digest import Digest
 from seal.store.tree import check_name
 
 from . import exitcodes
-from .errors import ClientError
+from .errors import ClientError, corrupt_download
 
 # Items of the stream, in order (what ``rpc`` makes of the wire's CheckoutItem):
 #   ("dir", path)  ("symlink", path, target)  ("file", path, digest, size, executable)
@@ -121,11 +121,8 @@ def _finish(fd: int, hasher, current: tuple[bytes, Digest, bool]) -> None:
     path, digest, exe = current
     try:
         if hasher.digest() != digest.raw:
-            raise ClientError(
-                f"{os.fsdecode(path)}: the daemon sent content that does not hash to {digest}",
-                hint="run 'seal store verify'",
-                reason="corrupt-object",
-                exit_code=exitcodes.DATA_LOSS,
+            raise corrupt_download(
+                f"{os.fsdecode(path)}: the daemon sent content that does not hash to {digest}"
             )
         os.fchmod(fd, 0o555 if exe else 0o444)
     finally:

@@ -21,3 +21,10 @@ class ClientError(Exception):
         self.hint = hint
         self.reason = reason
         self.exit_code = exit_code
+
+
+def corrupt_download(what: str) -> ClientError:
+    """Bytes the daemon sent do not hash to the digest they were asked for."""
+    return ClientError(
+        what, hint="run 'seal store verify'", reason="corrupt-object", exit_code=exitcodes.DATA_LOSS
+    )

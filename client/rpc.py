@@ -26,7 +26,7 @@ from seal.store.digest import Digest
 from seal.store.errors import StoreError
 
 from . import exitcodes
-from .errors import ClientError
+from .errors import ClientError, corrupt_download
 
 CHUNK = 1 << 20  # the API's cap on one message's bytes payload
 MAX_DIGESTS = 10_000  # the API's cap on digests in one message
@@ -415,11 +415,8 @@ class RemoteBackend:
                 h.update(r.data)
                 yield r.data
         if h.digest() != d.raw:
-            raise ClientError(
-                f"the daemon sent bytes for {d} that hash to sha256:{h.hexdigest()}",
-                hint="run 'seal store verify'",
-                reason="corrupt-object",
-                exit_code=exitcodes.DATA_LOSS,
+            raise corrupt_download(
+                f"the daemon sent bytes for {d} that hash to sha256:{h.hexdigest()}"
             )
 
     def stat(self, digest: str) -> dict:

@@ -291,6 +291,14 @@ class Store:
 
     def open_blob(self, digest: Digest) -> BinaryIO:
         self.record(digest)
+        return self._open_recorded(digest)
+
+    def get_bytes(self, digest: Digest) -> bytes:
+        with self.open_blob(digest) as f:
+            return f.read()
+
+    def _open_recorded(self, digest: Digest) -> BinaryIO:
+        """Open the file of a digest whose record the caller has already looked up."""
         try:
             return open(self.layout.object_path(digest), "rb")
         except FileNotFoundError:
@@ -298,15 +306,12 @@ class Store:
                 f"{digest} is recorded but its file is missing", hint="run 'seal store verify'"
             ) from None
 
-    def get_bytes(self, digest: Digest) -> bytes:
-        with self.open_blob(digest) as f:
-            return f.read()
-
     def read_tree(self, digest: Digest) -> Directory:
         rec = self.record(digest)
         if Kind.TREE not in rec.kind:
             raise NotATree(f"{digest} is a {rec.kind.label}, not a tree")
-        return Directory.decode(self.get_bytes(digest))
+        with self._open_recorded(digest) as f:  # one record lookup, not two
+            return Directory.decode(f.read())
 
     def walk(self, tree: Digest, prefix: bytes = b"") -> Iterator[Entry]:
         """Every entry under ``tree``, depth first, in name order; paths start with ``prefix``."""

@@ -15,6 +15,8 @@ import sys
 import time
 from pathlib import Path
 
+from sealtest import daemon_pids  # noqa: F401 - re-exported for the tests here
+
 SEAL = [sys.executable, "-m", "seal.client.cli"]
 
 
@@ -81,24 +83,6 @@ def seal_at_once(store: Path, arglists: list[list[str]], go: Path) -> list[subpr
     time.sleep(0.3 + 0.15 * len(procs))  # let the imports finish (~0.2 s of CPU each)
     go.touch()
     return procs
-
-
-def daemon_pids(store: Path) -> list[int]:
-    """Live processes running ``-m seal.daemon`` for ``store`` (zombies excluded)."""
-    pids = []
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry.name}/cmdline", "rb") as f:
-                argv = f.read().split(b"\0")
-            with open(f"/proc/{entry.name}/stat", "rb") as f:
-                state = f.read().rsplit(b")", 1)[1].split()[0]
-        except (OSError, IndexError):
-            continue
-        if b"seal.daemon" in argv and os.fsencode(store) in argv and state not in (b"Z", b"X"):
-            pids.append(int(entry.name))
-    return sorted(pids)
 
 
 def stop_all(store: Path) -> list[int]:

@@ -14,26 +14,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from sealtest import daemon_pids
 
 from seal.client import exitcodes
 from seal.client.cli import main
 from seal.store import Store
-
-
-def daemon_pids(store_dir: Path) -> list[int]:
-    """Processes running ``-m seal.daemon --store <store_dir>`` (zombies excluded)."""
-    pids = []
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry.name}/cmdline", "rb") as f:
-                argv = f.read().split(b"\0")
-        except OSError:
-            continue
-        if b"seal.daemon" in argv and os.fsencode(store_dir) in argv:
-            pids.append(int(entry.name))
-    return pids
 
 
 @pytest.fixture
