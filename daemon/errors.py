@@ -102,3 +102,42 @@ class ListenError(DaemonError):
     """The daemon cannot create or bind its socket."""
 
     reason = "listen-failed"
+
+
+class InvalidDerivation(InvalidRequest):
+    """A derivation document is malformed: bad JSON, an unknown or missing field, a cycle."""
+
+    reason = "invalid-derivation"
+
+    def __init__(self, message: str, *, where: str = "", hint: str | None = None):
+        super().__init__(f"{where}: {message}" if where else message, hint=hint)
+        self.where = where
+
+
+class MissingInput(DaemonError, LookupError):
+    """A derivation names an input object or derivation the store does not have."""
+
+    reason = "missing-input"
+
+
+class SandboxUnavailable(DaemonError):
+    """bubblewrap is missing or cannot create namespaces on this machine."""
+
+    reason = "sandbox-unavailable"
+
+
+class BuildFailed(DaemonError):
+    """A build ran and failed: the builder's exit status, a limit, a forbidden output."""
+
+    reason = "build-failed"
+
+    def __init__(self, message: str, *, drv: str = "", log: str = "", hint: str | None = None):
+        super().__init__(message, hint=hint)
+        self.drv = drv  # the derivation's digest
+        self.log = log  # the stored log's digest, when there is one
+
+
+class BuildCancelled(DaemonError):
+    """Every client waiting for a build went away, or the daemon is stopping."""
+
+    reason = "build-cancelled"
