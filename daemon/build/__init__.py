@@ -1,0 +1,1 @@
+"""Builds: derivations, the sandbox, builtins and the realizer that runs them in order."""

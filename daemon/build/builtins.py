@@ -1,0 +1,115 @@
+"""Builtins: deterministic, versioned functions inside seal that a derivation can name.
+
+A builtin's ``(name, version)`` is part of every dependent derivation's digest,
+so changing what one produces means adding a new version, never editing an old
+one.  Fixed-output builtins (fetches) are the only code that reaches the
+network, and their result must match the derivation's declared SHA-256.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import ssl
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from seal.daemon.errors import BuildFailed, InvalidDerivation
+from seal.store import Store
+from seal.store.digest import Digest
+
+from .derivation import BuiltinBuilder, Derivation
+
+FETCH_TIMEOUT = 60.0
+CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class BuiltinContext:
+    store: Store
+    drv: Derivation
+    inputs: Mapping[str, Digest]  # input name -> object digest (dep outputs resolved)
+    scratch: Path  # a private directory for the builtin's temporary files
+    log: Callable[[bytes], None]
+    cancelled: Callable[[], bool]
+
+
+Builtin = Callable[[BuiltinContext], dict[str, Digest]]
+
+
+def _fetch_url_v1(ctx: BuiltinContext) -> dict[str, Digest]:
+    """Download ``params.url`` (https or http) and keep it if its SHA-256 is the declared one."""
+    url = ctx.drv.builder.params["url"]  # type: ignore[union-attr]
+    want = ctx.drv.fixed_sha256
+    ctx.log(f"fetching {url}\n".encode())
+    target = ctx.scratch / "download"
+    digest = hashlib.sha256()
+    size = 0
+    try:
+        # The system trust store (and SSL_CERT_FILE) decides which servers are trusted.
+        context = ssl.create_default_context()
+        with (
+            urllib.request.urlopen(url, timeout=FETCH_TIMEOUT, context=context) as resp,
+            open(target, "wb") as out,
+        ):
+            while chunk := resp.read(CHUNK):
+                if ctx.cancelled():
+                    raise BuildFailed("cancelled")
+                digest.update(chunk)
+                out.write(chunk)
+                size += len(chunk)
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise BuildFailed(f"fetching {url} failed: {reason}") from None
+    got = digest.hexdigest()
+    if got != want:
+        raise BuildFailed(
+            f"{url}: hash mismatch: expected sha256:{want}, got sha256:{got} ({size} bytes)",
+            hint="the server sent other bytes than the derivation pins; nothing was stored",
+        )
+    ctx.log(f"fetched {size} bytes, sha256:{got}\n".encode())
+    stored = ctx.store.put_file(target)
+    os.unlink(target)
+    return {"out": stored}
+
+
+def _check_fetch_url_v1(params: Mapping[str, Any], drv: Derivation, where: str) -> None:
+    url = params.get("url")
+    if set(params) != {"url"} or not isinstance(url, str):
+        raise InvalidDerivation('params is {"url": "<https URL>"}', where=where)
+    if not url.startswith(("https://", "http://")):
+        raise InvalidDerivation(f"{url!r} is not an http(s) URL", where=where)
+    if drv.fixed_sha256 is None:
+        raise InvalidDerivation(
+            'fetch-url needs a declared hash: add "fixed": {"sha256": ...}', where=where
+        )
+
+
+_REGISTRY: dict[tuple[str, int], tuple[Builtin, Callable[..., None]]] = {
+    ("fetch-url", 1): (_fetch_url_v1, _check_fetch_url_v1),
+}
+
+
+def validate(drv: Derivation, where: str = "derivation") -> None:
+    """Refuse an unknown builtin or version, or parameters it does not take."""
+    builder = drv.builder
+    if not isinstance(builder, BuiltinBuilder):
+        return
+    entry = _REGISTRY.get((builder.builtin, builder.version))
+    if entry is None:
+        known = ", ".join(f"{n} v{v}" for n, v in sorted(_REGISTRY))
+        raise InvalidDerivation(
+            f"unknown builtin {builder.builtin!r} version {builder.version} (known: {known})",
+            where=f"{where}.builder",
+        )
+    entry[1](builder.params, drv, f"{where}.builder.params")
+
+
+def run(ctx: BuiltinContext) -> dict[str, Digest]:
+    builder = ctx.drv.builder
+    assert isinstance(builder, BuiltinBuilder)
+    return _REGISTRY[(builder.builtin, builder.version)][0](ctx)

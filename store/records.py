@@ -1,0 +1,74 @@
+"""Named record tables beside the object metadata, in the same LMDB environment.
+
+The store knows nothing of what the records mean: the daemon keeps its
+realisations, reproducibility checks and build history here (DESIGN.md §3).
+Records do not keep objects alive; whoever reads one checks that the objects
+it names are still present.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import lmdb
+
+from .db import MetaDB
+
+TABLES = frozenset({b"realisations", b"checks", b"builds", b"sources"})
+
+
+class RecordTable:
+    """One LMDB sub-database of byte keys and byte values; thread-safe."""
+
+    def __init__(self, db: MetaDB, name: str):
+        raw = name.encode()
+        if raw not in TABLES:
+            raise ValueError(f"unknown record table {name!r}")
+        self.env = db.env
+        self.name = name
+        try:
+            self._db = self.env.open_db(raw, create=not db.readonly)
+        except lmdb.NotFoundError:
+            self._db = None  # a read-only view of a store that never wrote one
+
+    def get(self, key: bytes) -> bytes | None:
+        if self._db is None:
+            return None
+        with self.env.begin(db=self._db) as txn:
+            value = txn.get(key)
+        return None if value is None else bytes(value)
+
+    def put(self, key: bytes, value: bytes) -> None:
+        with self.env.begin(write=True, db=self._db) as txn:
+            txn.put(key, value)
+
+    def append(self, value: bytes) -> int:
+        """Store ``value`` under the next integer key (8 bytes, big-endian); returns the key."""
+        with self.env.begin(write=True, db=self._db) as txn:
+            cursor = txn.cursor()
+            last = int.from_bytes(cursor.key(), "big") if cursor.last() else 0
+            txn.put((last + 1).to_bytes(8, "big"), value)
+        return last + 1
+
+    def replace(self, number: int, value: bytes) -> None:
+        self.put(number.to_bytes(8, "big"), value)
+
+    def delete(self, key: bytes) -> bool:
+        with self.env.begin(write=True, db=self._db) as txn:
+            return txn.delete(key)
+
+    def items(self, *, reverse: bool = False) -> Iterator[tuple[bytes, bytes]]:
+        if self._db is None:
+            return
+        with self.env.begin(db=self._db) as txn:
+            cursor = txn.cursor()
+            if reverse:
+                if not cursor.last():
+                    return
+                while True:
+                    yield bytes(cursor.key()), bytes(cursor.value())
+                    if not cursor.prev():
+                        return
+            else:
+                for key, value in cursor:
+                    yield bytes(key), bytes(value)
