@@ -9,7 +9,8 @@ Run by hand (not in CI)::
 
 What is measured, on tmpfs (/dev/shm) and on the root disk (/var/tmp):
 
-* **tree ingest**: ``Store.put_tree(corpus)`` into a fresh store, against
+* **tree ingest**: ``Store.put_tree(corpus)`` into a fresh store (its per-file
+  work runs in worker processes, started in the first run and reused), against
   ``cp -a corpus dest`` and ``nix-store --store <tmp> --add corpus`` (Debian's
   ``nix-bin``, local store, no daemon).  Store creation is excluded for both
   stores (each is created, and the nix one initialised with a tiny path,
@@ -634,6 +635,15 @@ def checkout_rows() -> list[Row]:
     ]
 
 
+def print_runs(r: FsResult) -> None:
+    """Every run's time (sorted), so the spread behind each median is on record."""
+    sections = (("tree ingest", r.tree), ("big file", r.big), ("checkout", r.checkout))
+    for section, samples in sections:
+        for key, values in samples.times.items():
+            runs = " ".join(f"{v:.3f}" for v in sorted(values))
+            print(f"{r.fs.label} {section} {key} runs (s): {runs}")
+
+
 def print_report(results: list[FsResult], cfg: Config) -> None:
     first = results[0]
     print()
@@ -656,6 +666,9 @@ def print_report(results: list[FsResult], cfg: Config) -> None:
                 label.ljust(LABEL_WIDTH) + "".join(cell(r).ljust(COLUMN_WIDTH) for r in results)
             ).rstrip()
         )
+    print()
+    for r in results:
+        print_runs(r)
     print()
     for r in results:
         for note in r.tree.notes + r.big.notes + r.checkout.notes + [r.caveat or ""]:

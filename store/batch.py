@@ -13,21 +13,35 @@ same bytes) it is written to tmp/ and renamed over, atomically.  Streamed
 objects are hashed while written to tmp/ and renamed once their digest is
 known.  Every digest a batch touches is held as a temp root until the batch
 ends, so a concurrent ``gc`` cannot free it.
+
+Worker processes (a big tree ingest, see ingest.py and pool.py) create objects
+before the batch knows their digests, so they cannot be held first: while they
+write, the batch keeps ``gc`` out (``workers_may_write``), then ``adopt`` takes
+their results over, holding each digest, and ``settle`` rewrites any object a
+worker found under its name but nobody in the batch completed (a crash's torn
+leftover, say) before the batch commits.
+
+Every object file gets the fixed mtime ``OBJECT_MTIME`` (1980-01-01), so trees
+materialized from any store show the same timestamps to the builds that read them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
 import os
 import threading
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, BinaryIO
 
+from .bigcopy import copy_and_hash
 from .db import FLAG_EXEC, Kind, ObjectRecord
 from .digest import Digest
-from .errors import DigestMismatch, ObjectNotFound
-from .layout import EXEC_MODE, PLAIN_MODE, syncfs
+from .errors import DigestMismatch, ObjectNotFound, UnsupportedFile
+from .ingest_worker import MADE_EXEC, MADE_PLAIN
+from .layout import EXEC_MODE, PLAIN_MODE, set_object_mtime, syncfs
 
 if TYPE_CHECKING:
     from .store import Lease, Store
@@ -51,6 +65,9 @@ class Batch:
         self._wrote = False
         self._roots: dict[str, Digest] = {}
         self._mutex = threading.Lock()
+        # raw digests of the files this batch wrote (or adopted), by executable copy or not
+        self._made: dict[bool, set[bytes]] = {False: set(), True: set()}
+        self._unsure: list[tuple[Digest, bool, bytes]] = []  # taken names to check in settle
 
     # -- adding objects -----------------------------------------------------------------
     def add_bytes(
@@ -72,7 +89,7 @@ class Batch:
         if size <= SMALL_FILE:
             data = _read_all(fd, size)
             return self.add_bytes(data, executable=executable), len(data)
-        return self._add_streamed(lambda buf: os.readv(fd, [buf]), executable)
+        return self._add_copied(fd, executable)
 
     def add_stream(
         self,
@@ -103,6 +120,27 @@ class Batch:
             raise ObjectNotFound(digest)
         self._place(digest, record.size, record.kind, True)
 
+    def _add_copied(self, fd: int, executable: bool) -> tuple[Digest, int]:
+        """Copy a large file into tmp/ in the kernel while hashing the copy (bigcopy.py)."""
+        tmp = self._store._tmp_name()
+        out = os.open(tmp, _CREATE_FLAGS, PLAIN_MODE)
+        try:
+            raw, size = copy_and_hash(fd, out, tmp)
+            self._store._fix_mode(out, PLAIN_MODE)
+            set_object_mtime(out)
+        except BaseException:
+            os.close(out)
+            os.unlink(tmp)
+            raise
+        os.close(out)
+        digest = Digest(raw)
+        try:
+            self._place(digest, size, Kind.BLOB, executable, staged=tmp)
+        finally:
+            if os.path.lexists(tmp):
+                os.unlink(tmp)
+        return digest, size
+
     def _add_streamed(
         self, readinto, executable: bool, expected=None, expected_size=None
     ) -> tuple[Digest, int]:
@@ -130,6 +168,7 @@ class Batch:
                 if writing is not None:
                     writing.result()
             self._store._fix_mode(fd, PLAIN_MODE)
+            set_object_mtime(fd)
         except BaseException:
             os.close(fd)
             os.unlink(tmp)  # a failed read leaves no staging file behind
@@ -188,11 +227,10 @@ class Batch:
                 source = self._layout.object_path(digest)
             if not executable and source == staged:
                 os.rename(staged, final)
-                self._wrote = True
-                return
-            data_path = source
-            tmp = self._store._tmp_name()
-            _copy_file(data_path, tmp, mode, self._store)
+            else:
+                tmp = self._store._tmp_name()
+                _copy_file(source, tmp, mode, self._store)
+                os.rename(tmp, final)
         else:
             try:
                 fd = os.open(final, _CREATE_FLAGS, mode)
@@ -204,12 +242,126 @@ class Batch:
             try:
                 _write_all(fd, data)
                 self._store._fix_mode(fd, mode)
+                set_object_mtime(fd)
             finally:
                 os.close(fd)
-            if tmp is None:
-                self._wrote = True
-                return
-        os.rename(tmp, final)
+            if tmp is not None:
+                os.rename(tmp, final)
+        self._made[executable].add(digest.raw)
+        self._wrote = True
+
+    # -- objects written by worker processes ---------------------------------------------
+    @contextlib.contextmanager
+    def workers_may_write(self) -> Iterator[bool]:
+        """Keep gc out while other processes create objects this batch has not held yet.
+
+        Yields False when a gc is running (do the work in-process instead); the
+        block must ``adopt`` every worker result before it ends.
+        """
+        gc_mutex = self._store._gc_mutex
+        if not gc_mutex.acquire(blocking=False):
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            gc_mutex.release()
+
+    def adopt(self, results: Iterable[tuple[Digest, int, bool, int, bytes]]) -> None:
+        """Take over blobs a worker hashed and (maybe) wrote: ``(digest, size, executable,
+        made, source)`` with ``made`` the worker's MADE_PLAIN/MADE_EXEC bits.
+
+        A file the batch needs but no one in it made (the worker found the name
+        taken) is remembered with its ``source`` path for ``settle``.  Runs once
+        per file of a big tree: kept to plain dict and set operations.
+        """
+        results = list(results)
+        with self._mutex:
+            pending = self._pending
+            fresh = [r[0] for r in results if r[0] not in pending]
+            self._store._hold(fresh)
+            self._held.extend(fresh)
+            recorded = self._records(fresh)
+            made_plain, made_exec, unsure = self._made[False], self._made[True], self._unsure
+            for digest, size, executable, made, source in results:
+                if made:
+                    self._wrote = True
+                    if made & MADE_PLAIN:
+                        made_plain.add(digest.raw)
+                    if made & MADE_EXEC:
+                        made_exec.add(digest.raw)
+                record = pending.get(digest)
+                if record is None:
+                    record = recorded.get(digest.raw)
+                    if record is None:  # new to the store: the common case
+                        if not made & MADE_PLAIN:
+                            unsure.append((digest, False, source))
+                        if executable and not made & MADE_EXEC:
+                            unsure.append((digest, True, source))
+                        flags = FLAG_EXEC if executable else 0
+                        pending[digest] = ObjectRecord(digest, size, Kind.BLOB, flags)
+                        continue
+                flags = record.flags
+                if executable and not flags & FLAG_EXEC:
+                    if not made & MADE_EXEC:
+                        unsure.append((digest, True, source))
+                    flags |= FLAG_EXEC
+                if flags != record.flags or not int(record.kind) & Kind.BLOB.value:
+                    pending[digest] = ObjectRecord(
+                        digest, record.size, record.kind | Kind.BLOB, flags
+                    )
+
+    def _records(self, digests: list[Digest]) -> dict[bytes, ObjectRecord]:
+        """The records of those of ``digests`` that are recorded (by raw digest), in one
+        read transaction."""
+        db = self._db
+        if db.objects is None or not digests:
+            return {}
+        found = {}
+        with db.env.begin(db=db.objects) as txn:
+            for digest in digests:
+                value = txn.get(digest.raw)
+                if value is not None:
+                    found[digest.raw] = ObjectRecord.unpack(digest.raw, value)
+        return found
+
+    def settle(self) -> None:
+        """Write every adopted object whose name a worker found taken and nobody here
+        completed (a torn leftover, or a concurrent writer's file): from its source,
+        through tmp/ and a rename, as for any taken name."""
+        unsure, self._unsure = self._unsure, []
+        for digest, executable, source in sorted(unsure, key=lambda u: u[1]):  # plain first
+            if digest.raw in self._made[executable]:
+                continue
+            if executable:
+                self._write(digest, True, None, None)  # copies the plain object
+            else:
+                self._rewrite_from(source, digest)
+
+    def _rewrite_from(self, source: bytes, digest: Digest) -> None:
+        tmp = self._store._tmp_name()
+        try:
+            sfd = os.open(source, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError as exc:
+            raise UnsupportedFile(os.fsdecode(source), exc.strerror or str(exc)) from None
+        try:
+            hasher = hashlib.sha256()
+            dfd = os.open(tmp, _CREATE_FLAGS, PLAIN_MODE)
+            try:
+                while chunk := os.read(sfd, CHUNK):
+                    hasher.update(chunk)
+                    _write_all(dfd, chunk)
+                self._store._fix_mode(dfd, PLAIN_MODE)
+                set_object_mtime(dfd)
+            finally:
+                os.close(dfd)
+        finally:
+            os.close(sfd)
+        if hasher.digest() != digest.raw:
+            os.unlink(tmp)
+            raise UnsupportedFile(os.fsdecode(source), "changed while being added")
+        os.rename(tmp, self._layout.object_path(digest))
+        self._made[False].add(digest.raw)
         self._wrote = True
 
     def set_root(self, name: str, digest: Digest) -> None:
@@ -270,6 +422,7 @@ def _copy_file(src: str, dst: str, mode: int, store: Store) -> None:
                     break
                 remaining -= n
             store._fix_mode(dfd, mode)
+            set_object_mtime(dfd)
         finally:
             os.close(dfd)
     finally:

@@ -5,9 +5,11 @@
     VERSION                  format version; a newer one is refused
     objects/sha256/ab/<hex>  blob bytes, read-only (0444)
     objects/sha256/ab/<hex>.x  the same bytes as a separate 0555 inode, for executable uses
+                             (every object file has the mtime OBJECT_MTIME)
     db/                      LMDB environment
     tmp/                     staging on the same filesystem (atomic rename)
     trees/<hex>/             materialized trees: directories of hardlinks to objects
+                             (every directory has the mtime OBJECT_MTIME too)
     keys/                    signing keys
     lock                     the writer lock (flock), holding the writer's pid
 """
@@ -24,6 +26,16 @@ FORMAT_VERSION = 1
 EXEC_SUFFIX = ".x"
 PLAIN_MODE = 0o444
 EXEC_MODE = 0o555
+# 1980-01-01T00:00:00Z, the SOURCE_DATE_EPOCH floor: the mtime of every object file and
+# every directory of a materialized tree, so that builds reading their inputs see the same
+# timestamps whichever store the inputs come from (Nix uses 1).
+OBJECT_MTIME = 315532800
+_MTIME_NS = (OBJECT_MTIME * 1_000_000_000,) * 2
+
+
+def set_object_mtime(fd_or_path: int | bytes | str, *, dir_fd: int | None = None) -> None:
+    """Give an object file (or a materialized directory) the fixed mtime (and atime)."""
+    os.utime(fd_or_path, ns=_MTIME_NS, dir_fd=dir_fd)
 
 
 def default_root() -> Path:

@@ -18,6 +18,7 @@ True
 
 from __future__ import annotations
 
+from binascii import hexlify, unhexlify
 from dataclasses import dataclass, field
 
 from .digest import Digest
@@ -100,17 +101,9 @@ class Directory:
         return [f.digest for f in self.files] + [d.digest for d in self.directories]
 
     def encode(self) -> bytes:
-        out = []
-        for f in self.files:
-            body = _field(_NAME, f.name) + _field(_DIGEST, _digest_msg(f.digest, f.size))
-            if f.executable:
-                body += _EXEC_TRUE
-            out.append(_field(_FILES, body))
-        for d in self.directories:
-            body = _field(_NAME, d.name) + _field(_DIGEST, _digest_msg(d.digest, d.size))
-            out.append(_field(_DIRS, body))
-        for s in self.symlinks:
-            out.append(_field(_LINKS, _field(_NAME, s.name) + _field(_TARGET, s.target)))
+        out = [_file_entry(f.name, f.digest.raw, f.size, f.executable) for f in self.files]
+        out += [_dir_entry(d.name, d.digest.raw, d.size) for d in self.directories]
+        out += [_link_entry(s.name, s.target) for s in self.symlinks]
         return b"".join(out)
 
     @classmethod
@@ -121,12 +114,43 @@ class Directory:
         varints, defaults omitted), so no re-encoding is needed to prove the
         input canonical.
         """
-        try:
-            tree = _decode(data)
-            tree.validate()
-        except (IndexError, ValueError) as exc:  # InvalidName is a ValueError too
-            raise MalformedTree(f"not a canonical tree encoding: {exc}") from None
-        return tree
+        files, dirs, links = parse_listing(data)  # checks names and order too
+        return cls(
+            tuple(FileNode(n, Digest(unhexlify(h)), size, exe) for n, h, size, exe in files),
+            tuple(DirectoryNode(n, Digest(unhexlify(h)), size) for n, h, size in dirs),
+            tuple(SymlinkNode(n, t) for n, t in links),
+        )
+
+
+def encode_listing(files=(), directories=(), symlinks=()) -> bytes:
+    """The canonical encoding of one directory given as plain tuples: files
+    ``(name, raw digest, size, executable)``, directories ``(name, raw digest, size)``,
+    symlinks ``(name, target)``, in any order.
+
+    The same bytes as ``Directory.build(...).encode()`` with the same checks
+    (valid, unique names; usable symlink targets), without building node objects:
+    ingest calls this once per directory of every tree it adds.
+    """
+    files = sorted(files)
+    directories = sorted(directories)
+    symlinks = sorted(symlinks)
+    names = [f[0] for f in files] + [d[0] for d in directories] + [s[0] for s in symlinks]
+    for name in names:
+        if not name or b"/" in name or b"\0" in name or name in (b".", b".."):
+            check_name(name)  # raises InvalidName
+    if len(set(names)) != len(names):
+        seen: set[bytes] = set()
+        for name in names:
+            if name in seen:
+                raise MalformedTree(f"duplicate tree entry {name!r}")
+            seen.add(name)
+    for name, target in symlinks:
+        if not target or b"\0" in target:
+            raise MalformedTree(f"symlink {name!r} has an empty target or one with NUL")
+    out = [_file_entry(*f) for f in files]
+    out += [_dir_entry(*d) for d in directories]
+    out += [_link_entry(*s) for s in symlinks]
+    return b"".join(out)
 
 
 # Tags (field number << 3 | wire type) of the fields a canonical tree holds.
@@ -135,6 +159,7 @@ _NAME, _DIGEST, _TARGET = 0x0A, 0x12, 0x12  # node.name (1), node.digest/target 
 _HASH, _SIZE = 0x0A, 0x10  # Digest.hash (1, LD), Digest.size_bytes (2, varint)
 _EXEC_TRUE = b"\x20\x01"  # FileNode.is_executable (4, varint) = true
 _HEX_FIELD = bytes([_HASH, 64])
+_LOWER_HEX_DIGITS = b"0123456789abcdef"
 _ONE_BYTE_VARINTS = [bytes([n]) for n in range(0x80)]
 
 
@@ -159,116 +184,179 @@ def _field(tag: int, payload: bytes) -> bytes:
     return bytes([tag]) + _varint(len(payload)) + payload
 
 
-def _digest_msg(digest: Digest, size: int) -> bytes:
-    body = _HEX_FIELD + digest.raw.hex().encode()
+def _digest_msg(raw: bytes, size: int) -> bytes:
+    """An REAPI Digest message: 64 hex digits, then the size unless zero (< 128 bytes)."""
+    body = _HEX_FIELD + hexlify(raw)
     return body + b"\x10" + _varint(size) if size else body
 
 
-class _Reader:
-    """A cursor over one message's bytes that accepts only canonical forms."""
+# One function per entry kind, written out: they run once per entry of every tree encoded.
+def _file_entry(name: bytes, raw: bytes, size: int, executable: bool) -> bytes:
+    digest = _digest_msg(raw, size)
+    body = b"\x0a" + _varint(len(name)) + name + b"\x12" + _ONE_BYTE_VARINTS[len(digest)] + digest
+    if executable:
+        body += _EXEC_TRUE
+    return b"\x0a" + _varint(len(body)) + body
 
-    __slots__ = ("data", "pos", "end")
 
-    def __init__(self, data: bytes, pos: int = 0, end: int | None = None):
-        self.data = data
-        self.pos = pos
-        self.end = len(data) if end is None else end
+def _dir_entry(name: bytes, raw: bytes, size: int) -> bytes:
+    digest = _digest_msg(raw, size)
+    body = b"\x0a" + _varint(len(name)) + name + b"\x12" + _ONE_BYTE_VARINTS[len(digest)] + digest
+    return b"\x12" + _varint(len(body)) + body
 
-    def more(self) -> bool:
-        return self.pos < self.end
 
-    def peek(self) -> int:
-        return self.data[self.pos]
+def _link_entry(name: bytes, target: bytes) -> bytes:
+    return _field(_LINKS, _field(_NAME, name) + _field(_TARGET, target))
 
-    def varint(self) -> int:
-        data, pos = self.data, self.pos
+
+def parse_listing(data: bytes) -> tuple[list, list, list]:
+    """Parse a canonical encoding into plain tuples: files ``(name, hex digest, size,
+    executable)``, directories ``(name, hex digest, size)``, symlinks ``(name, target)``
+    (hex digests as 64 ASCII bytes).  Raises MalformedTree for anything ``encode`` would
+    not have written (bad names included).
+
+    Written flat, without a reader object: checkout parses every tree it writes.
+    """
+    try:
+        files, dirs, links = _parse(data)
+        _check_names(files, dirs, links)
+    except (IndexError, ValueError) as exc:  # InvalidName is a ValueError too
+        raise MalformedTree(f"not a canonical tree encoding: {exc}") from None
+    return files, dirs, links
+
+
+def _parse(data: bytes) -> tuple[list, list, list]:
+    files: list = []
+    dirs: list = []
+    links: list = []
+    pos, end = 0, len(data)
+    group = files
+    while pos < end:
+        tag = data[pos]
+        # the entry's length (canonically one or two varint bytes: inline), then its name
+        n = data[pos + 1]
+        if n < 0x80:
+            pos += 2
+        elif 0 < data[pos + 2] < 0x80:
+            n = (n & 0x7F) | data[pos + 2] << 7
+            pos += 3
+        else:
+            n, pos = _varint_at(data, pos + 1)
+        stop = pos + n
+        if stop > end:
+            raise ValueError("entry runs past the tree")
+        if data[pos] != _NAME:
+            raise ValueError(f"expected a name at offset {pos}")
+        n = data[pos + 1]
+        if n < 0x80:
+            pos += 2
+        else:
+            n, pos = _varint_at(data, pos + 1)
+        name = data[pos : pos + n]
+        pos += n
+        if pos >= stop:
+            raise ValueError(f"entry {name!r} ends after its name")
+        if tag == _LINKS:
+            group = links
+            if data[pos] != _TARGET:
+                raise ValueError(f"expected a symlink target at offset {pos}")
+            n = data[pos + 1]
+            if n < 0x80:
+                pos += 2
+            else:
+                n, pos = _varint_at(data, pos + 1)
+            target = data[pos : pos + n]
+            pos += n
+            if pos != stop:
+                raise ValueError(f"unexpected field at offset {pos}")
+            links.append((name, target))
+            continue
+        if tag == _FILES:
+            if group is not files:
+                raise ValueError(f"a file entry after directories or symlinks at offset {pos}")
+        elif tag == _DIRS:
+            if group is files:
+                group = dirs
+            elif group is not dirs:
+                raise ValueError(f"a directory entry after symlinks at offset {pos}")
+        else:
+            raise ValueError(f"unexpected field tag {tag:#x}")
+        # the Digest message (under 128 bytes): 0x0A 0x40 <64 lowercase hex> [0x10 <size>]
+        after = pos + 2 + data[pos + 1]
+        if data[pos] != _DIGEST or data[pos + 2] != _HASH or data[pos + 3] != 64:
+            raise ValueError(f"expected a digest at offset {pos}")
+        hexpart = data[pos + 4 : pos + 68]
+        if hexpart.translate(None, _LOWER_HEX_DIGITS):
+            raise ValueError("digest hash is not 64 lowercase hex digits")
+        pos += 68
+        size = 0
+        if pos < after:
+            if data[pos] != _SIZE:
+                raise ValueError(f"expected a size at offset {pos}")
+            size = data[pos + 1]
+            if size < 0x80:
+                pos += 2
+            else:
+                size, pos = _varint_at(data, pos + 1)
+            if size == 0:
+                raise ValueError("a zero size must be omitted")
+        if pos != after or after > stop:
+            raise ValueError(f"malformed digest before offset {after}")
+        if tag == _DIRS:
+            if pos != stop:
+                raise ValueError(f"unexpected field at offset {pos}")
+            dirs.append((name, hexpart, size))
+        elif pos == stop:
+            files.append((name, hexpart, size, False))
+        elif pos + 2 == stop and data[pos : pos + 2] == _EXEC_TRUE:
+            files.append((name, hexpart, size, True))
+            pos = stop
+        else:
+            raise ValueError(f"unexpected field at offset {pos} (is_executable must be true)")
+    return files, dirs, links
+
+
+def _varint_at(data: bytes, pos: int) -> tuple[int, int]:
+    """The minimal varint at ``pos`` and the offset after it."""
+    result = shift = 0
+    byte = data[pos]
+    while byte & 0x80:
+        result |= (byte & 0x7F) << shift
+        shift += 7
+        pos += 1
+        if shift > 63:
+            raise ValueError("varint too long")
         byte = data[pos]
-        if byte < 0x80:
-            self.pos = pos + 1
-            return byte
-        result = shift = 0
-        while byte & 0x80:
-            result |= (byte & 0x7F) << shift
-            shift += 7
-            pos += 1
-            if shift > 63:
-                raise ValueError("varint too long")
-            byte = data[pos]
-        if byte == 0:
-            raise ValueError("varint not minimal")
-        self.pos = pos + 1
-        return result | byte << shift
-
-    def expect(self, tag: int) -> None:
-        if self.pos >= self.end or self.data[self.pos] != tag:
-            raise ValueError(f"expected field tag {tag:#x} at offset {self.pos}")
-        self.pos += 1
-
-    def _span(self, tag: int) -> tuple[int, int]:
-        """Step over a length-delimited field with ``tag``; return where its payload lies."""
-        self.expect(tag)
-        length = self.varint()
-        start, self.pos = self.pos, self.pos + length
-        if self.pos > self.end:
-            raise ValueError("field runs past its message")
-        return start, self.pos
-
-    def chunk(self, tag: int) -> bytes:
-        """The payload of a length-delimited field with ``tag``."""
-        start, end = self._span(tag)
-        return self.data[start:end]
-
-    def sub(self, tag: int) -> _Reader:
-        """A reader over the embedded message in field ``tag``."""
-        return _Reader(self.data, *self._span(tag))
-
-    def done(self) -> None:
-        if self.pos != self.end:
-            raise ValueError(f"unexpected field at offset {self.pos}")
+    if byte == 0:
+        raise ValueError("varint not minimal")
+    return result | byte << shift, pos + 1
 
 
-def _read_digest(r: _Reader) -> tuple[Digest, int]:
-    d = r.sub(_DIGEST)
-    hexpart = d.chunk(_HASH)
-    raw = bytes.fromhex(hexpart.decode("ascii"))
-    if len(raw) != 32 or raw.hex().encode() != hexpart:
-        raise ValueError("digest hash is not 64 lowercase hex digits")
-    size = 0
-    if d.more():
-        d.expect(_SIZE)
-        size = d.varint()
-        if size == 0:
-            raise ValueError("a zero size must be omitted")
-    d.done()
-    return Digest(raw), size
+def _check_names(files: list, dirs: list, links: list) -> None:
+    """Names valid, each group sorted, no name twice; symlink targets usable.
 
-
-def _decode(data: bytes) -> Directory:
-    r = _Reader(data)
-    files, dirs, links = [], [], []
-    while r.more() and r.peek() == _FILES:
-        f = r.sub(_FILES)
-        name = f.chunk(_NAME)
-        digest, size = _read_digest(f)
-        exe = False
-        if f.more():
-            f.expect(0x20)
-            if f.varint() != 1:
-                raise ValueError("is_executable must be omitted or true")
-            exe = True
-        f.done()
-        files.append(FileNode(name, digest, size, exe))
-    while r.more() and r.peek() == _DIRS:
-        d = r.sub(_DIRS)
-        name = d.chunk(_NAME)
-        digest, size = _read_digest(d)
-        d.done()
-        dirs.append(DirectoryNode(name, digest, size))
-    while r.more() and r.peek() == _LINKS:
-        s = r.sub(_LINKS)
-        name = s.chunk(_NAME)
-        target = s.chunk(_TARGET)
-        s.done()
-        links.append(SymlinkNode(name, target))
-    r.done()
-    return Directory(tuple(files), tuple(dirs), tuple(links))
+    Whole-list operations (C loops), not a Python loop per name: checkout parses
+    every tree it writes.
+    """
+    names: list[bytes] = []
+    for group in (files, dirs, links):
+        group_names = [entry[0] for entry in group]
+        if group_names != sorted(group_names):
+            raise MalformedTree("tree entries are not sorted by name")
+        names += group_names
+    unique = set(names)
+    if len(unique) != len(names):
+        raise MalformedTree("duplicate tree entry")
+    joined = b"\0".join(names)
+    if (
+        b"/" in joined
+        or joined.count(b"\0") != max(len(names) - 1, 0)
+        or b"" in unique
+        or b"." in unique
+        or b".." in unique
+    ):
+        for name in names:
+            check_name(name)  # raises for the first bad one
+    for name, target in links:
+        if not target or b"\0" in target:
+            raise MalformedTree(f"symlink {name!r} has an empty target or one with NUL")

@@ -48,3 +48,22 @@ def fast_tmp(tmp_path: Path):
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(params=["inproc", "pool"])
+def ingest_path(request, monkeypatch) -> str:
+    """Run the test with trees ingested in-process, then with the worker-process pool.
+
+    The pool normally takes only trees of POOL_MIN_FILES files or more; here it takes
+    every tree, so small test trees exercise it too.
+    """
+    from seal.store import ingest, pool
+
+    monkeypatch.delenv("SEAL_INGEST_WORKERS", raising=False)
+    if request.param == "pool":
+        if pool.worker_count() == 0:
+            monkeypatch.setenv("SEAL_INGEST_WORKERS", "2")  # one CPU: still test the path
+        monkeypatch.setattr(ingest, "POOL_MIN_FILES", 1)
+    else:
+        monkeypatch.setattr(ingest, "POOL_MIN_FILES", 10**9)
+    return request.param

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 import tempfile
@@ -193,6 +194,37 @@ class TestCheckout:
             )
             assert stat.S_IMODE(doc.st_mode) == 0o444
             assert stat.S_IMODE(os.stat(out / "bin" / "tool").st_mode) == 0o555
+
+    def test_copies_a_file_whose_inode_is_out_of_links(self, store, tmp_path, sample, monkeypatch):
+        # ext4 allows 65,000 links per inode: a blob used in very many checkouts hits it
+        real_link = os.link
+        refused = []
+
+        def link(src, dst, **kwargs):
+            if dst == b"doc":
+                refused.append(dst)
+                raise OSError(errno.EMLINK, "Too many links")
+            return real_link(src, dst, **kwargs)
+
+        monkeypatch.setattr(os, "link", link)
+        out = tmp_path / "out"
+        store.checkout(sample, out)
+        assert refused == [b"doc"]
+        assert read_spec(out) == SAMPLE
+        doc, tool = os.stat(out / "doc"), os.stat(out / "bin" / "tool")
+        digest = Digest.of_bytes(SAMPLE[b"doc"].data)
+        assert doc.st_ino != os.stat(store.layout.object_path(digest)).st_ino  # a copy
+        assert stat.S_IMODE(doc.st_mode) == 0o444
+        assert tool.st_ino == os.stat(store.layout.object_path(digest, True)).st_ino  # linked
+        assert doc.st_mtime == tool.st_mtime == 315532800
+
+    def test_a_missing_exec_copy_fails_cleanly(self, store, tmp_path, sample):
+        os.unlink(store.layout.object_path(Digest.of_bytes(SAMPLE[b"doc"].data), True))
+        before = _snapshot(tmp_path)
+        with pytest.raises(StoreError) as info:
+            store.checkout(sample, tmp_path / "out")
+        assert "missing" in str(info.value)
+        assert _snapshot(tmp_path) == before
 
 
 def _snapshot(root: Path) -> dict:

@@ -2,10 +2,13 @@
 
 A child process ingests a large tree (3,000 small files and a few 2-8 MiB files) and is
 killed, either after a random delay inside the ingest's time span or at an exact point
-(a fault hook in the child kills itself with SIGKILL).  After each kill the test opens
-the store and checks: verify() finds nothing missing, corrupt or dangling; every root's
-closure is whole; re-ingesting succeeds and checks out identical to the source; gc then
-leaves no orphan, and every file on disk is accounted for by a record.
+(a fault hook in the child kills itself with SIGKILL).  Both ingest paths are run: the
+in-process one and the one whose files are written by worker processes (which the kill
+leaves running: they must stop writing at once, and what they wrote is never trusted).
+After each kill the test opens the store and checks: verify() finds nothing missing,
+corrupt or dangling; every root's closure is whole; re-ingesting succeeds and checks out
+identical to the source; gc then leaves no orphan, and every file on disk is accounted
+for by a record.
 
 Set SEAL_CRASH_SEED to replay the random kill points of a failed run.
 """
@@ -24,6 +27,7 @@ from pathlib import Path
 import pytest
 from storekit import File, Link, model_digest, object_files, read_spec, write_spec
 
+import seal.store.ingest as ingest_module
 from seal.store import Digest, Store
 
 CHILD = r"""
@@ -31,10 +35,12 @@ import os, signal, sys
 
 from seal.store import Digest, Store
 import seal.store.batch as batch_module
+import seal.store.ingest as ingest_module
 from seal.store.db import MetaDB
 
-store_path, src, extra, fault = sys.argv[1:5]
+store_path, src, extra, fault, path = sys.argv[1:6]
 kind, _, arg = fault.partition(":")
+ingest_module.POOL_MIN_FILES = 1 if path == "pool" else 10**9
 
 
 def die():
@@ -62,6 +68,14 @@ if kind == "open":
 store = Store.open(store_path)
 if kind == "add":
     die_on_call(batch_module.Batch, "add_fd", int(arg))  # N-1 files are in place
+elif kind == "adopt":
+    die_on_call(batch_module.Batch, "adopt", int(arg))  # N-1 jobs' files are in place
+elif kind == "worker":  # a worker dies mid-ingest: the ingest fails, nothing is recorded
+    def kill_a_worker(*args, real=batch_module.Batch.adopt):
+        from seal.store import pool
+        os.kill(pool._pool.workers[0].proc.pid, signal.SIGKILL)
+        return real(*args)
+    batch_module.Batch.adopt = kill_a_worker
 elif kind == "syncfs":
     die_on_call(batch_module, "syncfs")
 elif kind == "record":
@@ -81,6 +95,12 @@ elif kind == "exec-copy":
     die_on_call(MetaDB, "record")
     with store.batch() as b:
         b.add_bytes(data, executable=True)
+elif kind == "worker":
+    try:
+        store.put_path(src, root="src")
+    except Exception as exc:
+        print(type(exc).__name__, flush=True)
+        die()
 else:
     store.put_path(src, root="src")
 print("done", flush=True)
@@ -125,12 +145,15 @@ def source(tmp_path_factory):
     }
 
 
-def _child(workdir: Path, store: Path, source, fault: str = "none") -> subprocess.Popen:
+def _child(
+    workdir: Path, store: Path, source, fault: str = "none", path: str = "inproc"
+) -> subprocess.Popen:
     script = workdir / "child.py"
     if not script.exists():
         script.write_text(CHILD)
+    src, extra = str(source["src"]), str(source["extra"])
     proc = subprocess.Popen(
-        [sys.executable, str(script), str(store), str(source["src"]), str(source["extra"]), fault],
+        [sys.executable, str(script), str(store), src, extra, fault, path],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -147,7 +170,13 @@ def _finish(proc: subprocess.Popen) -> tuple[int, bool]:
     return proc.returncode, "done" in out
 
 
-def measure_span(base: Path, source) -> float:
+def _finish_worker_kill(proc: subprocess.Popen) -> None:
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == -signal.SIGKILL, err
+    assert "WorkerDied" in out, (out, err)
+
+
+def measure_span(base: Path, source, path: str = "inproc") -> float:
     """Seconds from the child's 'ready' to 'done' for an uninterrupted ingest under ``base``.
 
     The shorter of two runs: a calibration slowed by a busy machine would otherwise put
@@ -156,7 +185,7 @@ def measure_span(base: Path, source) -> float:
     spans = []
     for i in range(2):
         store = base / f"calibrate{i}"
-        proc = _child(base, store, source)
+        proc = _child(base, store, source, path=path)
         start = time.monotonic()
         assert proc.stdout.readline().strip() == "done", proc.stderr.read()
         spans.append(time.monotonic() - start)
@@ -200,6 +229,7 @@ def check_recovered(store_path: Path, source, workdir: Path) -> dict:
 
 
 class TestRandomKills:
+    @pytest.mark.parametrize("path", ["inproc", "pool"])
     @pytest.mark.parametrize(
         ("kills", "where"),
         [
@@ -207,21 +237,21 @@ class TestRandomKills:
             pytest.param(60, "disk", id="60-kills-disk", marks=pytest.mark.slow),
         ],
     )
-    def test_sigkill_during_ingest(self, tmp_path, fast_tmp, source, kills, where):
+    def test_sigkill_during_ingest(self, tmp_path, fast_tmp, source, kills, where, path):
         # SIGKILL leaves the page cache intact, so a tmpfs store shows the same states as a
         # disk one, faster; the slow variant runs on tmp_path's disk filesystem with syncfs.
         base = fast_tmp if where == "tmpfs" else tmp_path
-        ingest_span = measure_span(base, source)
+        ingest_span = measure_span(base, source, path)
         seed = int(os.environ.get("SEAL_CRASH_SEED") or random.randrange(2**32))
         rng = random.Random(seed)
-        context = f"SEAL_CRASH_SEED={seed}, ingest span {ingest_span:.2f}s on {where}"
+        context = f"SEAL_CRASH_SEED={seed}, ingest span {ingest_span:.2f}s on {where}, {path}"
         killed_mid_ingest = 0
         states = set()
         for i in range(kills):
             # stratified: one kill point in each of `kills` equal slices of the span
             delay = (i + rng.random()) / kills * ingest_span
             store_path = base / f"store{i}"
-            proc = _child(base, store_path, source)
+            proc = _child(base, store_path, source, path=path)
             time.sleep(delay)
             proc.send_signal(signal.SIGKILL)
             _, finished = _finish(proc)
@@ -255,21 +285,35 @@ FAULTS = {
     "gc:1": "rooted",
     "gc:40": "rooted",
 }
+POOL_FAULTS = {  # the same states, with the files written by worker processes
+    "adopt:1": "nothing-recorded",
+    "adopt:5": "nothing-recorded",
+    "syncfs": "nothing-recorded",
+    "record": "nothing-recorded",
+    "record-after": "rooted",
+}
+CASES = [(f, "inproc") for f in FAULTS] + [(f, "pool") for f in POOL_FAULTS]
 
 
 class TestKillAtExactPoints:
-    @pytest.mark.parametrize("fault", FAULTS.keys())
-    def test_kill_point(self, fast_tmp, source, fault):
+    @pytest.mark.parametrize(("fault", "path"), CASES, ids=[f"{f}-{p}" for f, p in CASES])
+    def test_kill_point(self, fast_tmp, source, fault, path):
         store_path = fast_tmp / "store"
-        code, finished = _finish(_child(fast_tmp, store_path, source, fault))
+        code, finished = _finish(_child(fast_tmp, store_path, source, fault, path))
         assert code == -signal.SIGKILL and not finished, "the fault point was not reached"
         facts = check_recovered(store_path, source, fast_tmp)
-        if FAULTS[fault] == "nothing-recorded":
+        if {**FAULTS, **POOL_FAULTS}[fault] == "nothing-recorded":
             assert facts["records"] == 0 and facts["roots"] == {}
             if fault != "add:1":
                 assert facts["orphans"] > 0  # complete files, no records: gc's job
         else:
             assert facts["roots"] == {"src": source["digest"]}
+
+    def test_a_worker_killed_mid_ingest_fails_it_and_records_nothing(self, fast_tmp, source):
+        store_path = fast_tmp / "store"
+        _finish_worker_kill(_child(fast_tmp, store_path, source, "worker", "pool"))
+        facts = check_recovered(store_path, source, fast_tmp)
+        assert facts["records"] == 0 and facts["roots"] == {}
 
     def test_kill_while_creating_the_store(self, fast_tmp, source):
         store_path = fast_tmp / "store"
@@ -280,7 +324,10 @@ class TestKillAtExactPoints:
 
 
 class TestLeftovers:
-    def test_torn_files_under_object_names_are_never_trusted(self, fast_tmp, source):
+    @pytest.mark.parametrize("path", ["inproc", "pool"])
+    def test_torn_files_under_object_names_are_never_trusted(
+        self, fast_tmp, source, path, monkeypatch
+    ):
         # A writer that died mid-write may leave a partial file under an object's final
         # name, with no record. The next ingest of those bytes must replace it.
         store_path = fast_tmp / "store"
@@ -294,5 +341,6 @@ class TestLeftovers:
                     torn.write_bytes(data[: len(data) // 2])
                     os.chmod(torn, 0o444)
             assert len(store.verify().orphaned) == 4
+        monkeypatch.setattr(ingest_module, "POOL_MIN_FILES", 1 if path == "pool" else 10**9)
         facts = check_recovered(store_path, source, fast_tmp)
         assert facts["orphans"] == 4

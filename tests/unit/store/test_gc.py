@@ -310,11 +310,13 @@ def _gc_while(store: Store, ingest) -> list:
     checks that the two overlapped.
     """
     done = threading.Event()
-    errors: list[BaseException] = []
+    looping = threading.Event()  # the ingest starts once gc is looping: on a busy machine
+    errors: list[BaseException] = []  # a late start would leave too little overlap
     gc_runs = []
 
     def ingesting():
         try:
+            looping.wait(timeout=120)
             ingest()
         except BaseException as exc:  # noqa: BLE001 - re-raised in the main thread
             errors.append(exc)
@@ -325,8 +327,10 @@ def _gc_while(store: Store, ingest) -> list:
         try:
             while not done.is_set():
                 gc_runs.append(store.gc())
+                looping.set()
         except BaseException as exc:  # noqa: BLE001
             errors.append(exc)
+            looping.set()
 
     threads = [threading.Thread(target=ingesting), threading.Thread(target=collecting)]
     for t in threads:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from hypothesis import given, settings
-from storekit import File, Link, model_digest, trees, utf8_links, utf8_names
+from hypothesis import strategies as st
+from storekit import File, Link, model_digest, names, trees, utf8_links, utf8_names
 
 from seal.store import (
     Digest,
@@ -17,6 +18,7 @@ from seal.store import (
     StoreError,
     SymlinkNode,
 )
+from seal.store.tree import encode_listing, parse_listing
 
 # -- REAPI messages, built from a descriptor (no generated code needed) -------------------
 _PKG = "build.bazel.remote.execution.v2"
@@ -364,3 +366,94 @@ class TestDigestSensitivity:
     )
     def test_each_change_changes_the_digest(self, changed):
         assert model_digest(changed) != model_digest(self.BASE)
+
+
+# -- the plain-tuple forms ingest and checkout use -------------------------------------------
+_entry_names = st.lists(names, min_size=0, max_size=12, unique=True)
+
+
+@st.composite
+def directories(draw) -> Directory:
+    """A valid Directory with a mix of files, subdirectories and symlinks."""
+    pool = draw(_entry_names)
+    kinds = draw(st.lists(st.sampled_from("fdl"), min_size=len(pool), max_size=len(pool)))
+    digest = st.binary(min_size=32, max_size=32).map(Digest)
+    size = st.one_of(st.just(0), st.integers(1, 127), st.integers(128, 2**63 - 1))
+    files, dirs, links = [], [], []
+    for name, kind in zip(pool, kinds, strict=True):
+        if kind == "f":
+            files.append(FileNode(name, draw(digest), draw(size), draw(st.booleans())))
+        elif kind == "d":
+            dirs.append(DirectoryNode(name, draw(digest), draw(size)))
+        else:
+            target = draw(st.binary(min_size=1, max_size=300).filter(lambda t: b"\0" not in t))
+            links.append(SymlinkNode(name, target))
+    return Directory.build(files, dirs, links)
+
+
+def _mutate(data: bytes, draw) -> bytes:
+    how = draw(st.sampled_from(["flip", "set", "insert", "delete", "truncate", "append"]))
+    at = draw(st.integers(0, max(len(data) - 1, 0)))
+    if how == "flip" and data:
+        return data[:at] + bytes([data[at] ^ draw(st.integers(1, 255))]) + data[at + 1 :]
+    if how == "set" and data:
+        return data[:at] + bytes([draw(st.integers(0, 255))]) + data[at + 1 :]
+    if how == "insert":
+        return data[:at] + draw(st.binary(min_size=1, max_size=4)) + data[at:]
+    if how == "delete" and data:
+        return data[:at] + data[at + draw(st.integers(1, 4)) :]
+    if how == "truncate":
+        return data[:at]
+    return data + draw(st.binary(min_size=1, max_size=4))
+
+
+class TestPlainTupleForms:
+    @settings(max_examples=300, deadline=None)
+    @given(directories())
+    def test_encode_listing_writes_what_build_encode_writes(self, tree):
+        shuffled = (
+            [(f.name, f.digest.raw, f.size, f.executable) for f in reversed(tree.files)],
+            [(d.name, d.digest.raw, d.size) for d in reversed(tree.directories)],
+            [(s.name, s.target) for s in reversed(tree.symlinks)],
+        )
+        assert encode_listing(*shuffled) == tree.encode()
+
+    @settings(max_examples=300, deadline=None)
+    @given(directories())
+    def test_parse_listing_reads_what_encode_writes(self, tree):
+        files, dirs, links = parse_listing(tree.encode())
+        assert files == [(f.name, f.digest.hex.encode(), f.size, f.executable) for f in tree.files]
+        assert dirs == [(d.name, d.digest.hex.encode(), d.size) for d in tree.directories]
+        assert links == [(s.name, s.target) for s in tree.symlinks]
+        assert Directory.decode(tree.encode()) == tree
+
+    @settings(max_examples=800, deadline=None)
+    @given(directories(), st.data())
+    def test_only_canonical_encodings_decode(self, tree, data):
+        # whatever a mutation makes, decoding either fails or gives back the same bytes
+        mutated = _mutate(tree.encode(), data.draw)
+        try:
+            decoded = Directory.decode(mutated)
+        except MalformedTree:
+            return
+        assert decoded.encode() == mutated
+
+    @pytest.mark.parametrize("name", BAD_NAMES.values(), ids=BAD_NAMES.keys())
+    def test_encode_listing_rejects_bad_names(self, name):
+        with pytest.raises(InvalidName):
+            encode_listing([(name, D1.raw, 3, False)])
+
+    @pytest.mark.parametrize(
+        "args",
+        [
+            ([(b"a", D1.raw, 3, False), (b"a", D2.raw, 3, True)], [], []),
+            ([(b"a", D1.raw, 3, False)], [], [(b"a", b"t")]),
+            ([], [(b"a", D1.raw, 3)], [(b"a", b"t")]),
+            ([], [], [(b"l", b"")]),
+            ([], [], [(b"l", b"a\0b")]),
+        ],
+        ids=["two-files", "file-and-link", "dir-and-link", "empty-target", "nul-target"],
+    )
+    def test_encode_listing_rejects_what_build_rejects(self, args):
+        with pytest.raises(MalformedTree):
+            encode_listing(*args)
