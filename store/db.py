@@ -102,6 +102,28 @@ class MetaDB:
             value = txn.get(digest.raw)
         return _split(value) if value else []
 
+    def closure(self, digests: Iterable[Digest]) -> tuple[set[Digest], list[Digest]]:
+        """Everything reachable from ``digests`` and, of that, what has no record; one read."""
+        seen: set[Digest] = set()
+        missing: list[Digest] = []
+        todo = list(digests)
+        if self.objects is None:
+            return set(todo), todo
+        with self.env.begin() as txn:
+            objects, refs = txn.cursor(db=self.objects), txn.cursor(db=self.refs)
+            while todo:
+                d = todo.pop()
+                if d in seen:
+                    continue
+                seen.add(d)
+                if objects.get(d.raw) is None:
+                    missing.append(d)
+                    continue
+                value = refs.get(d.raw)
+                if value:
+                    todo.extend(_split(value))
+        return seen, missing
+
     def iter_objects(self) -> Iterator[ObjectRecord]:
         if self.objects is None:
             return

@@ -14,6 +14,7 @@ import itertools
 import os
 import shutil
 import stat
+import tempfile
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
@@ -41,6 +42,7 @@ from .errors import (
 from .layout import FORMAT_VERSION, Layout, current_umask, default_root
 from .listing import Listing, check_blob_sizes, check_listing
 from .lock import WriterLock
+from .records import RecordTable
 from .tree import Directory
 
 
@@ -82,6 +84,7 @@ class Store:
         self._tmp_counter = itertools.count()
         self._tmp_dir = ""
         self._umask = current_umask()
+        self._tables: dict[str, RecordTable] = {}
         if lock is not None:
             self._tmp_dir = str(layout.tmp / f"w{os.getpid()}")
             shutil.rmtree(layout.tmp, ignore_errors=True)  # leftovers of dead writers
@@ -332,16 +335,9 @@ class Store:
 
     def closure(self, *digests: Digest, missing_ok: bool = False) -> set[Digest]:
         """Every object reachable from ``digests`` (themselves included)."""
-        seen: set[Digest] = set()
-        todo = list(digests)
-        while todo:
-            d = todo.pop()
-            if d in seen:
-                continue
-            if not missing_ok:
-                self.record(d)
-            seen.add(d)
-            todo.extend(self.db.refs_of(d))
+        seen, missing = self.db.closure(digests)
+        if missing and not missing_ok:
+            raise ObjectNotFound(missing[0])
         return seen
 
     # -- materializing ------------------------------------------------------------------
@@ -350,9 +346,15 @@ class Store:
         return _checkout.checkout(self, tree, dest)
 
     def materialize(self, tree: Digest) -> Path:
-        """The tree as ``trees/<hex>/`` inside the store (made once, then reused)."""
+        """The tree as ``trees/<hex>/`` inside the store (made once, then reused).
+
+        Hold ``tree`` (a lease) while using the directory: gc removes materialized
+        trees that nothing holds or roots.
+        """
         self._require_writable()
         target = self.layout.tree_path(tree)
+        if target.is_dir():  # made before; a caller that uses it holds its closure
+            return target
         closure = self.closure(tree)
         self._hold(closure)  # the links must not lose their objects to a gc
         try:
@@ -366,6 +368,18 @@ class Store:
             return target
         finally:
             self._unhold(closure)
+
+    def scratch_dir(self, prefix: str) -> Path:
+        """A fresh private directory on the store's filesystem, removed at the next open."""
+        self._require_writable()
+        return Path(tempfile.mkdtemp(prefix=prefix, dir=self._tmp_dir))
+
+    def records(self, table: str) -> RecordTable:
+        """A named record table (realisations, checks, builds, sources) in the store's LMDB."""
+        found = self._tables.get(table)
+        if found is None:
+            found = self._tables[table] = RecordTable(self.db, table)
+        return found
 
     # -- roots, gc, verify --------------------------------------------------------------
     def roots(self) -> dict[str, Digest]:
