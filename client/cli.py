@@ -101,6 +101,35 @@ def build_parser() -> argparse.ArgumentParser:
     r = rv.add_parser("rm", parents=[common], help="remove a root (gc may then free its objects)")
     r.add_argument("name")
 
+    p = verbs.add_parser(
+        "realize",
+        parents=[common],
+        help="build a derivation (and what it needs); print its output digest(s) last",
+    )
+    _build_options(p)
+    p.add_argument("--root", metavar="NAME", help="also root the outputs under NAME")
+
+    p = verbs.add_parser(
+        "check",
+        parents=[common],
+        help="rebuild ignoring the cache and compare outputs (exit 1 if they differ)",
+    )
+    _build_options(p)
+
+    p = verbs.add_parser("drv", parents=[common], help="inspect derivations")
+    drv = p.add_subparsers(dest="drv_verb", metavar="DRV_VERB", required=True)
+    s = drv.add_parser(
+        "show", parents=[common], help="the derivation, its realisation and its check results"
+    )
+    s.add_argument("drv", metavar="DRV", help="a derivation digest or JSON file")
+
+    p = verbs.add_parser("log", parents=[common], help="print the log of a derivation's last build")
+    p.add_argument("drv", metavar="DRV", help="a derivation digest or JSON file")
+
+    p = verbs.add_parser("builds", parents=[common], help="list the daemon's builds, newest first")
+    p.add_argument("drv", metavar="DRV", nargs="?", default="", help="only this derivation")
+    p.add_argument("-n", "--limit", type=int, default=20, help="how many (default 20)")
+
     daemon = verbs.add_parser(
         "daemon", help="run, start, stop or inspect the store's daemon", parents=[common]
     )
@@ -123,6 +152,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="show pid, store, socket, uptime, version (exit 1 if not running)",
     )
     return parser
+
+
+def _build_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("drv", metavar="DRV", help="a derivation JSON file, or a stored one's digest")
+    p.add_argument("--timeout", type=float, default=0.0, metavar="SECONDS", help="wall clock")
+    p.add_argument(
+        "--max-output", type=int, default=0, metavar="BYTES", help="size limit of the outputs"
+    )
+    p.add_argument("--max-processes", type=int, default=0, metavar="N", help="process limit")
 
 
 class _VersionAction(argparse.Action):
@@ -175,7 +213,42 @@ def run(args: argparse.Namespace, out: Renderer) -> int:
     from .rpc import RemoteBackend
 
     with _supervisor(args) as supervisor:
-        return run_store(RemoteBackend(supervisor.connect), args, out)
+        backend = RemoteBackend(supervisor.connect)
+        if args.verb == "store":
+            return run_store(backend, args, out)
+        from .builds import BuildBackend
+
+        return run_build(BuildBackend(supervisor.connect, backend), args, out)
+
+
+def run_build(backend, args: argparse.Namespace, out: Renderer) -> int:
+    verb = args.verb
+    if verb in ("realize", "check"):
+        check = verb == "check"
+        r = backend.realize(
+            args.drv,
+            check=check,
+            root=getattr(args, "root", None),
+            timeout=args.timeout,
+            max_output=args.max_output,
+            max_processes=args.max_processes,
+            on_event=out.build_event,
+        )
+        if not check:
+            out.realized(r)
+            return exitcodes.OK
+        out.checked(r)
+        return exitcodes.OK if r["check"]["reproducible"] else exitcodes.FAILED
+    if verb == "drv":
+        out.derivation(backend.show(args.drv))
+    elif verb == "log":
+        stream = sys.stdout.buffer
+        for chunk in backend.log(args.drv):
+            stream.write(chunk)
+        stream.flush()
+    elif verb == "builds":
+        out.builds(backend.builds(args.drv, args.limit))
+    return exitcodes.OK
 
 
 def run_store(backend, args: argparse.Namespace, out: Renderer) -> int:

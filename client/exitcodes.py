@@ -1,7 +1,7 @@
 """Exit codes of the ``seal`` command (listed in ``seal --help``)."""
 
 OK = 0
-FAILED = 1  # the command ran and found a problem (verify found damage; daemon status: not running)
+FAILED = 1  # the command found a problem (verify: damage; check: not reproducible; ...)
 USAGE = 2  # the command line is wrong
 BAD_INPUT = 3  # an argument names something unusable: bad digest, FIFO in a tree, ...
 NOT_FOUND = 4  # no such object, root or store
@@ -12,13 +12,14 @@ UNAVAILABLE = 8  # the daemon could not be reached or started, or went away mid-
 PRECONDITION = 9  # the daemon refused: the store is not in the state the call needs
 LIMIT = 10  # a size or resource limit was hit (message too large, disk full, ...)
 PERMISSION = 11  # not allowed: e.g. the daemon's socket belongs to another user
+BUILD_FAILED = 12  # a build ran and failed (its log says why), or was cancelled
 INTERRUPTED = 130  # Ctrl-C
 INTERNAL = 70  # a bug in seal: rerun with --debug and report the traceback
 
 HELP = """exit codes:
   0  success
   1  the command found a problem (verify: missing or corrupt objects;
-     daemon status: no daemon running)
+     check: the rebuild differs; daemon status: no daemon running)
   2  usage error
   3  bad input (malformed digest, unsupported file, invalid name)
   4  not found (object, root or store)
@@ -30,5 +31,7 @@ HELP = """exit codes:
   9  failed precondition (the daemon refused the call in the store's state)
   10 resource limit (message too large, disk full, too many requests)
   11 permission denied (e.g. the daemon socket belongs to another user)
+  12 build failed (the builder failed, a limit was hit, or an output was refused);
+     seal check: 1 when the rebuild differs
   70 internal error (rerun with --debug)
   130 interrupted (Ctrl-C)"""

@@ -141,6 +141,83 @@ class Renderer:
             return self.json(r)
         self.note(text)
 
+    # -- builds -------------------------------------------------------------------------
+    def build_event(self, kind: str, ev) -> None:
+        """Live progress on stderr: the plan, each build's start and end, the log as it comes."""
+        if self.quiet or self.as_json:
+            return
+        if kind == "plan":
+            todo = len(ev.to_build)
+            self.note(f"{todo} to build, {len(ev.cached)} cached" if todo else "all cached")
+        elif kind == "started":
+            what = "checking" if ev.check else "building"
+            self.note(f"{what} {ev.name} ({ev.drv})")
+        elif kind == "log":
+            if hasattr(self.err, "buffer"):
+                self.err.buffer.write(ev.data)
+            else:
+                self.err.write(ev.data.decode(errors="replace"))
+            self.err.flush()
+        elif kind == "finished" and not ev.ok:
+            self.note(f"failed: {ev.reason}")
+
+    def realized(self, r: dict) -> None:
+        if self.as_json:
+            return self.json(r)
+        self.note(f"{'cached' if r['cached'] else 'built'} {r['drv']}")
+        outputs = r["outputs"]
+        if list(outputs) == ["out"]:
+            self.line(outputs["out"])
+        else:
+            for name, digest in outputs.items():
+                self.line(f"{name} {digest}")
+
+    def checked(self, r: dict) -> None:
+        if self.as_json:
+            return self.json(r)
+        c = r["check"]
+        if c["reproducible"]:
+            self.line(f"reproducible: {r['drv']} rebuilt to the same outputs")
+            return
+        self.line(f"NOT reproducible: {r['drv']}")
+        for name in c["expected"]:
+            self.line(f"  {name}: {c['expected'][name]} then {c['actual'].get(name, '-')}")
+        for path in c["differing"]:
+            self.line(f"  differs: {path}")
+        if c["diffoscope"]:
+            self.line("diffoscope:")
+            self.line(c["diffoscope"].rstrip())
+
+    def derivation(self, r: dict) -> None:
+        if self.as_json:
+            return self.json(r)
+        self.line(f"derivation {r['drv']}")
+        self.line(json.dumps(r["derivation"], indent=2, sort_keys=True))
+        real = r["realisation"]
+        if real is None:
+            self.line("realisation: none (never built here)")
+        else:
+            took = _duration(real["duration_seconds"])
+            self.line(f"realisation: build {real['build_id']}, {took}")
+            for name, digest in real["outputs"].items():
+                self.line(f"  {name} {digest}")
+            self.line(f"  log {real['log']}")
+        for c in r["checks"]:
+            verdict = "reproducible" if c["reproducible"] else "NOT reproducible"
+            extra = f" ({', '.join(c['differing'][:5])})" if c["differing"] else ""
+            self.line(f"check (build {c['build_id']}): {verdict}{extra}")
+
+    def builds(self, items: list[dict]) -> None:
+        if self.as_json:
+            return self.json(items)
+        for b in items:
+            kind = "check" if b["check"] else "build"
+            reason = f" ({b['reason']})" if b["reason"] else ""
+            self.line(
+                f"{b['id']:>6} {b['status']:9} {kind:5} {_duration(b['duration_seconds']):>8} "
+                f"{b['name']} {b['drv']}{reason}"
+            )
+
 
 def _duration(seconds: float) -> str:
     s = int(seconds)

@@ -42,6 +42,8 @@ EXIT_CODES: list[tuple[str | None, str | None, int]] = [
     (None, "store-version", exitcodes.INCOMPATIBLE),
     (None, "daemon-incompatible", exitcodes.INCOMPATIBLE),
     (None, "store-missing", exitcodes.NOT_FOUND),
+    (None, "build-failed", exitcodes.BUILD_FAILED),
+    (None, "build-cancelled", exitcodes.BUILD_FAILED),
     ("INVALID_ARGUMENT", None, exitcodes.BAD_INPUT),
     ("OUT_OF_RANGE", None, exitcodes.BAD_INPUT),
     ("ALREADY_EXISTS", None, exitcodes.BAD_INPUT),

@@ -34,12 +34,24 @@ from concurrent.futures import ThreadPoolExecutor
 from importlib import metadata
 from pathlib import Path
 
-import grpc
+# Builds fork and exec bwrap at once; gRPC's fork handlers only log noise about it.
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
+
+import grpc  # noqa: E402
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from seal.daemon.build.realizer import Realizer, RealizerConfig
 from seal.daemon.errors import DaemonError, ListenError, SocketInUse
 from seal.daemon.leases import DEFAULT_TTL, Uploads
-from seal.daemon.services import DaemonServicer, Identity, InFlight, StoreServicer
+from seal.daemon.services import (
+    BuildServicer,
+    DaemonServicer,
+    Identity,
+    InFlight,
+    QueryServicer,
+    StoreServicer,
+)
+from seal.proto.v1 import build_pb2_grpc
 from seal.proto.v1 import store_pb2_grpc as pb_grpc
 from seal.store import Store, StoreError, StoreLocked, StoreVersionError
 from seal.store.layout import FORMAT_VERSION, SOCKET_NAME, socket_path
@@ -50,7 +62,7 @@ DEFAULT_GRACE = 5.0  # seconds in-flight calls may run after a stop request
 _STRAGGLER_WAIT = 10.0  # then how long to wait for handler threads still running
 MAX_MESSAGE = 2 << 20  # 1 MiB payloads plus framing; larger messages: RESOURCE_EXHAUSTED
 MAX_WORKERS = 32
-SERVICE_NAMES = ("", "seal.v1.Store", "seal.v1.Daemon")
+SERVICE_NAMES = ("", "seal.v1.Store", "seal.v1.Daemon", "seal.v1.Build", "seal.v1.Query")
 _MAX_SUN_PATH = 107  # sun_path is 108 bytes with the NUL
 
 # Exit codes of the daemon process; the same numbers as the CLI's (client/exitcodes.py).
@@ -103,6 +115,7 @@ def create_server(
     lease_ttl: float = DEFAULT_TTL,
     max_workers: int = MAX_WORKERS,
     stop_event: threading.Event | None = None,
+    realizer_config: RealizerConfig | None = None,
 ) -> Iterator[Daemon]:
     """Open the store (taking its writer lock), listen, serve; undo all of it on exit.
 
@@ -117,6 +130,7 @@ def create_server(
     server: grpc.Server | None = None
     uploads: Uploads | None = None
     health_servicer: health.HealthServicer | None = None
+    realizer: Realizer | None = None
     in_flight = InFlight()
     idle = True
     try:
@@ -141,8 +155,12 @@ def create_server(
         pb_grpc.add_DaemonServicer_to_server(
             DaemonServicer(identity, daemon.request_stop, in_flight), server
         )
+        realizer = Realizer(store, realizer_config or RealizerConfig())
+        build_pb2_grpc.add_BuildServicer_to_server(BuildServicer(realizer, in_flight), server)
+        build_pb2_grpc.add_QueryServicer_to_server(QueryServicer(realizer, in_flight), server)
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
         listener.bind(server)
+        _report_sandbox()
         server.start()
         uploads.start_reaper()
         for name in SERVICE_NAMES:
@@ -158,6 +176,8 @@ def create_server(
     finally:
         if health_servicer is not None:
             health_servicer.enter_graceful_shutdown()  # NOT_SERVING for every service
+        if realizer is not None:
+            realizer.stop()  # running builds end as cancelled, so their streams end too
         if server is not None:
             grace = daemon.grace
             log.info("stopping: in-flight calls have %.0f s to finish", grace)
@@ -177,6 +197,16 @@ def create_server(
             store.close()
             if server is not None:
                 log.info("stopped; store %s released", store.root)
+
+
+def _report_sandbox() -> None:
+    """Say at start, not at the first build, when builds cannot run here."""
+    from seal.daemon.build.sandbox import find_bwrap
+
+    try:
+        find_bwrap()
+    except DaemonError as exc:
+        log.warning("builds will fail: %s%s", exc.message, f" ({exc.hint})" if exc.hint else "")
 
 
 def run(

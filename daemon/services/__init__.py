@@ -4,11 +4,14 @@
 >>> servicer = StoreServicer(store, uploads, InFlight())           # doctest: +SKIP
 """
 
+from .build import BuildServicer, QueryServicer
 from .daemon import DaemonServicer, Identity
 from .status import HINT_KEY, REASON_KEY, InFlight, code_for, mapped
 from .store import StoreServicer
 
 __all__ = [
+    "BuildServicer",
+    "QueryServicer",
     "DaemonServicer",
     "HINT_KEY",
     "Identity",

@@ -56,6 +56,8 @@ _CODES: list[tuple[type[Exception], grpc.StatusCode]] = [
     (daemon_errors.LeaseNotFound, _C.NOT_FOUND),
     (daemon_errors.RootNotFound, _C.NOT_FOUND),
     (daemon_errors.SocketInUse, _C.UNAVAILABLE),
+    (daemon_errors.MissingInput, _C.NOT_FOUND),
+    (daemon_errors.BuildCancelled, _C.CANCELLED),
     (daemon_errors.DaemonError, _C.FAILED_PRECONDITION),
 ]
 
