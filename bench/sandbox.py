@@ -9,9 +9,11 @@ Every figure is against an anchor measured in the same run (shared, noisy machin
   Target: <= 50 ms.
 - cache hit: Realize of an already realised derivation, by digest, from a
   client in this process (gRPC over the Unix socket), p50/p99.  Target: <= 10 ms.
-- compile: the same C project (N files, -O2, make -j cores) built by a
-  derivation in the sandbox vs by make on the host in a temporary directory.
-  Target: ratio <= 1.05.
+- compile: the same C project (``--files`` files, -O2, make -j cores) built by
+  a derivation in the sandbox vs by make on the host in a temporary directory;
+  both sides copy the sources and run make; the sandbox side also pays for
+  the realize (drv upload, materialize, collect the output, records), a fixed
+  ~40 ms, so the ratio falls as the project grows.  Target: ratio <= 1.05.
 
 The root tree is staged from the host's installed Debian packages (the test kit
 tests/hostroot.py).  Run by hand: ``python bench/sandbox.py [--quick]``.
@@ -189,8 +191,9 @@ def bench_compile(daemon: Daemon, root: str, work: Path, files: int, runs: int) 
     outside, inside = [], []
     for i in range(runs):
         tmp = work / f"host-{i}"
-        shutil.copytree(src, tmp)
-        t = time.perf_counter()
+        tmp.mkdir()
+        t = time.perf_counter()  # the same steps as inside: copy the sources, make
+        subprocess.run(["cp", "-r", f"{src}/.", "."], cwd=tmp, check=True)
         subprocess.run(["make", "-s", f"-j{jobs}", "CC=gcc"], cwd=tmp, check=True)
         outside.append(time.perf_counter() - t)
         shutil.rmtree(tmp)
@@ -215,6 +218,10 @@ def bench_compile(daemon: Daemon, root: str, work: Path, files: int, runs: int) 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="few runs, small project (smoke test)")
+    ap.add_argument(
+        "--files", type=int, default=48, help="C files in the compile project (default 48)"
+    )
+    ap.add_argument("--only", choices=("noop", "cache", "compile"), help="run one part")
     args = ap.parse_args()
     runs = 5 if args.quick else 30
     print(f"load average: {Path('/proc/loadavg').read_text().split()[:3]}")
@@ -224,9 +231,13 @@ def main() -> int:
         daemon = Daemon(work / "store")
         try:
             root = daemon.seal("store", "add", str(root_dir)).strip().splitlines()[-1]
-            bench_noop(daemon, root, root_dir, runs)
-            bench_cache_hit(daemon, root, runs * 10)
-            bench_compile(daemon, root, work, 4 if args.quick else 24, 2 if args.quick else 5)
+            if args.only in (None, "noop"):
+                bench_noop(daemon, root, root_dir, runs)
+            if args.only in (None, "cache"):
+                bench_cache_hit(daemon, root, runs * 10)
+            if args.only in (None, "compile"):
+                files = 4 if args.quick else args.files
+                bench_compile(daemon, root, work, files, 2 if args.quick else 5)
         finally:
             daemon.close()
     print(f"load average: {Path('/proc/loadavg').read_text().split()[:3]}")

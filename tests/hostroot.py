@@ -67,8 +67,18 @@ def stage_host_root(dest: Path, packages: Sequence[str]) -> Path:
     sh = staging / "usr" / "bin" / "sh"
     if not os.path.lexists(sh):
         os.symlink("dash", sh)
+    _index_libraries(staging)
     os.rename(staging, dest)
     return dest
+
+
+def _index_libraries(root: Path) -> None:
+    """Write the root's own ``/etc/ld.so.cache`` (what a Debian system's ldconfig trigger
+    makes; no package ships it): without it every program start searches for its
+    libraries directory by directory."""
+    ldconfig = shutil.which("ldconfig") or "/sbin/ldconfig"
+    if (root / "etc" / "ld.so.conf").exists() and os.path.exists(ldconfig):
+        subprocess.run([ldconfig, "-r", str(root)], check=True, capture_output=True)
 
 
 def package_closure(packages: Iterable[str]) -> list[str]:
