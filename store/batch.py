@@ -40,7 +40,7 @@ from .bigcopy import copy_and_hash
 from .db import FLAG_EXEC, Kind, ObjectRecord
 from .digest import Digest
 from .errors import DigestMismatch, ObjectNotFound, UnsupportedFile
-from .ingest_worker import MADE_EXEC, MADE_PLAIN
+from .ingest_worker import MADE_EXEC, MADE_PLAIN, copy_file, read_rest, write_all
 from .layout import EXEC_MODE, PLAIN_MODE, set_object_mtime, syncfs
 
 if TYPE_CHECKING:
@@ -164,7 +164,7 @@ class Batch:
                     size += n
                     if writing is not None:
                         writing.result()
-                    writing = writer.submit(_write_all, fd, chunk)
+                    writing = writer.submit(write_all, fd, chunk)
                 if writing is not None:
                     writing.result()
             self._store._fix_mode(fd, PLAIN_MODE)
@@ -240,7 +240,7 @@ class Batch:
             else:
                 tmp = None
             try:
-                _write_all(fd, data)
+                write_all(fd, data)
                 self._store._fix_mode(fd, mode)
                 set_object_mtime(fd)
             finally:
@@ -350,7 +350,7 @@ class Batch:
             try:
                 while chunk := os.read(sfd, CHUNK):
                     hasher.update(chunk)
-                    _write_all(dfd, chunk)
+                    write_all(dfd, chunk)
                 self._store._fix_mode(dfd, PLAIN_MODE)
                 set_object_mtime(dfd)
             finally:
@@ -393,37 +393,12 @@ class Batch:
 
 def _read_all(fd: int, size: int) -> bytes:
     data = os.read(fd, size + 1)
-    if len(data) == size:
-        return data
-    parts = [data]
-    while True:  # the file changed size since fstat, or a short read
-        chunk = os.read(fd, CHUNK)
-        if not chunk:
-            return b"".join(parts)
-        parts.append(chunk)
-
-
-def _write_all(fd: int, data) -> None:
-    view = memoryview(data)
-    while view:
-        n = os.write(fd, view)
-        view = view[n:]
+    return data if len(data) == size else read_rest(fd, data)
 
 
 def _copy_file(src: str, dst: str, mode: int, store: Store) -> None:
-    sfd = os.open(src, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        dfd = os.open(dst, _CREATE_FLAGS, mode)
-        try:
-            remaining = os.fstat(sfd).st_size
-            while remaining > 0:
-                n = os.copy_file_range(sfd, dfd, min(remaining, 1 << 30))
-                if n == 0:
-                    break
-                remaining -= n
-            store._fix_mode(dfd, mode)
-            set_object_mtime(dfd)
-        finally:
-            os.close(dfd)
-    finally:
-        os.close(sfd)
+    def finish(fd: int, mode: int) -> None:
+        store._fix_mode(fd, mode)
+        set_object_mtime(fd)
+
+    copy_file(src, dst, mode, finish)

@@ -156,7 +156,7 @@ class Worker:
                 return self._ingest_streamed(fd, executable)
             data = os.read(fd, size + 1)
             if len(data) != size:
-                data = _read_rest(fd, data)
+                data = read_rest(fd, data)
         finally:
             os.close(fd)
         raw = hashlib.sha256(data).digest()
@@ -201,7 +201,7 @@ class Worker:
         try:
             written = os.write(fd, data)
             if written != len(data):
-                _write_all(fd, data, written)
+                write_all(fd, data, written)
             if mode & self.umask:
                 os.fchmod(fd, mode)
             os.utime(fd, ns=_MTIME)
@@ -230,7 +230,7 @@ class Worker:
                     hasher.update(view[:n])
                     size += n
                     try:
-                        _write_all(out, view[:n])
+                        write_all(out, view[:n])
                     except OSError as exc:
                         raise _ObjectError(exc, staged) from None
                 try:
@@ -245,7 +245,7 @@ class Worker:
             if executable:
                 copy = self._staging_name()
                 try:
-                    _copy_file(staged, copy, 0o555, self)
+                    copy_file(staged, copy, 0o555, self._finish)
                 except OSError as exc:
                     raise _ObjectError(exc, copy) from None
                 try:
@@ -291,7 +291,7 @@ class _ModeError(Exception):
         self.mode = mode
 
 
-def _read_rest(fd: int, data: bytes) -> bytes:
+def read_rest(fd: int, data: bytes) -> bytes:
     """``data`` and everything after it in ``fd``: the file changed size since its
     fstat, or a read came back short."""
     parts = [data]
@@ -302,7 +302,7 @@ def _read_rest(fd: int, data: bytes) -> bytes:
         parts.append(chunk)
 
 
-def _write_all(fd: int, data, done: int = 0) -> None:
+def write_all(fd: int, data, done: int = 0) -> None:
     """Write ``data`` from offset ``done`` on (the first write may come back short)."""
     view = memoryview(data)[done:]
     while view:
@@ -310,7 +310,8 @@ def _write_all(fd: int, data, done: int = 0) -> None:
         view = view[n:]
 
 
-def _copy_file(src: str, dst: str, mode: int, worker: Worker) -> None:
+def copy_file(src: str, dst: str, mode: int, finish) -> None:
+    """Copy ``src`` into the new file ``dst`` in the kernel; ``finish(fd, mode)`` before close."""
     sfd = os.open(src, os.O_RDONLY | os.O_CLOEXEC)
     try:
         dfd = os.open(dst, _CREATE_FLAGS, mode)
@@ -321,7 +322,7 @@ def _copy_file(src: str, dst: str, mode: int, worker: Worker) -> None:
                 if n == 0:
                     break
                 remaining -= n
-            worker._finish(dfd, mode)
+            finish(dfd, mode)
         finally:
             os.close(dfd)
     finally:
@@ -342,7 +343,7 @@ def read_frame(fd: int):
 
 def write_frame(fd: int, value) -> None:
     body = marshal.dumps(value)
-    _write_all(fd, len(body).to_bytes(4, "little") + body)
+    write_all(fd, len(body).to_bytes(4, "little") + body)
 
 
 def _read_exact(fd: int, n: int) -> bytes | None:

@@ -79,6 +79,10 @@ def _index_libraries(root: Path) -> None:
     ldconfig = shutil.which("ldconfig") or "/sbin/ldconfig"
     if (root / "etc" / "ld.so.conf").exists() and os.path.exists(ldconfig):
         subprocess.run([ldconfig, "-r", str(root)], check=True, capture_output=True)
+        aux = root / "var" / "cache" / "ldconfig" / "aux-cache"  # ldconfig's own, 0600
+        if aux.exists():
+            aux.unlink()
+        os.chmod(root / "etc" / "ld.so.cache", 0o644)
 
 
 def package_closure(packages: Iterable[str]) -> list[str]:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 from hostroot import SHELL_PACKAGES, TOOLCHAIN_PACKAGES, stage_host_root
+from sealtest import UNPRIVILEGED_UID, as_unprivileged
 
 from seal.daemon.build import sandbox
 from seal.daemon.build.sandbox import Limits, SandboxResult, SandboxSpec
@@ -26,7 +27,6 @@ from seal.store import Store
 
 TEST_LIMITS = Limits(timeout=60.0)
 PATH = "/usr/bin:/bin"
-UNPRIVILEGED_UID = 54321  # no passwd entry needed; any unused uid
 
 
 @pytest.fixture(scope="session")
@@ -156,16 +156,6 @@ json.dump(results, sys.stdout)
 """
 
 
-def _blocking_ancestor(path: str) -> str | None:
-    """The top-most directory above ``path`` that other users cannot traverse, if any."""
-    parts = Path(path).parts
-    for i in range(2, len(parts) + 1):
-        here = os.path.join(*parts[:i])
-        if os.path.isdir(here) and not os.stat(here).st_mode & 0o001:
-            return here
-    return None
-
-
 class Unprivileged:
     """Runs sandbox builds from a process with an unprivileged uid (the daemon as a user)."""
 
@@ -178,31 +168,7 @@ class Unprivileged:
         os.chown(home, UNPRIVILEGED_UID, UNPRIVILEGED_UID)
         job = {"store": str(home / "store"), "root_src": str(self.root_src), "work": str(home)}
         job.update(builds=builds, umask=umask)
-        python = sys.executable
-        drop = [
-            "setpriv",
-            f"--reuid={UNPRIVILEGED_UID}",
-            f"--regid={UNPRIVILEGED_UID}",
-            "--clear-groups",
-            "--",
-            python,
-            "-c",
-            _RUNNER,
-        ]
-        blocked = _blocking_ancestor(sys.base_prefix)
-        if blocked is not None:
-            # e.g. pyenv under /root (0700): in a private mount namespace, show the
-            # interpreter's prefix through a world-traversable tmpfs laid over that directory.
-            hold = tempfile.mkdtemp(prefix="seal-py-", dir=self.base)
-            script = (
-                "set -e; "
-                f'mount --bind "{sys.base_prefix}" "{hold}"; '
-                f'mount -t tmpfs -o mode=0755 seal-test "{blocked}"; '
-                f'mkdir -p "{sys.base_prefix}"; '
-                f'mount --bind "{hold}" "{sys.base_prefix}"; '
-                'exec "$@"'
-            )
-            drop = ["unshare", "--mount", "--", "/bin/sh", "-c", script, "sh", *drop]
+        drop = as_unprivileged([sys.executable, "-c", _RUNNER], self.base, UNPRIVILEGED_UID)
         child_env = {"HOME": str(home), "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
         child_env.update(env or {})
         proc = subprocess.run(
