@@ -140,6 +140,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="GROUP",
         help="let this group use the socket too (default: only its owner)",
     )
+    p.add_argument(
+        "--max-jobs", type=int, metavar="N", help="builds that may run at once (default: 2)"
+    )
     dv.add_parser(
         "start",
         parents=[common],
@@ -289,7 +292,16 @@ def run_daemon(args: argparse.Namespace, out: Renderer) -> int:
     if verb == "run":
         from seal.daemon.server import run as serve  # the one daemon import of the client
 
-        return serve(_store_root(args), socket=_socket(args), socket_group=args.socket_group)
+        if args.max_jobs is not None and args.max_jobs < 1:
+            raise ClientError(
+                "--max-jobs must be at least 1", reason="usage", exit_code=exitcodes.USAGE
+            )
+        return serve(
+            _store_root(args),
+            socket=_socket(args),
+            socket_group=args.socket_group,
+            max_jobs=args.max_jobs,
+        )
     with _supervisor(args) as supervisor:
         if verb == "status":
             info = supervisor.running()

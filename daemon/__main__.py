@@ -36,11 +36,22 @@ def main(argv: list[str] | None = None) -> int:
         default=DEFAULT_TTL,
         help=f"tree uploads lapse after this long unused (default: {DEFAULT_TTL:.0f})",
     )
+    parser.add_argument(
+        "--max-jobs",
+        metavar="N",
+        type=int,
+        default=None,
+        help="builds that may run at once (default: 2)",
+    )
     args = parser.parse_args(argv)
     if args.lease_ttl <= 0:
         parser.error("--lease-ttl must be positive")
+    if args.max_jobs is not None and args.max_jobs < 1:
+        parser.error("--max-jobs must be at least 1")
     store = args.store if args.store else default_root()
-    return run(store, args.socket, args.socket_group, lease_ttl=args.lease_ttl)
+    return run(
+        store, args.socket, args.socket_group, lease_ttl=args.lease_ttl, max_jobs=args.max_jobs
+    )
 
 
 if __name__ == "__main__":

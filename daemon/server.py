@@ -215,6 +215,7 @@ def run(
     socket_group: str | None = None,
     *,
     lease_ttl: float = DEFAULT_TTL,
+    max_jobs: int | None = None,
 ) -> int:
     """Serve in the foreground until SIGTERM/SIGINT or a Shutdown call; return an exit code.
 
@@ -227,8 +228,14 @@ def run(
     stop = threading.Event()
     previous = _install_signal_handlers(stop)
     try:
+        config = RealizerConfig() if max_jobs is None else RealizerConfig(max_jobs=max_jobs)
         with create_server(
-            store_root, socket, socket_group=socket_group, lease_ttl=lease_ttl, stop_event=stop
+            store_root,
+            socket,
+            socket_group=socket_group,
+            lease_ttl=lease_ttl,
+            stop_event=stop,
+            realizer_config=config,
         ) as daemon:
             daemon.serve_forever()
     except (StoreError, DaemonError) as exc:

@@ -23,13 +23,14 @@ class BuildDaemon:
     env: dict = field(default_factory=dict)
     umask: int = 0o022
     unprivileged: bool = False  # run the daemon as sealtest.UNPRIVILEGED_UID
+    args: list = field(default_factory=list)  # more `seal daemon run` options
     proc: subprocess.Popen | None = None
 
     def start(self) -> BuildDaemon:
         self.store.parent.mkdir(parents=True, exist_ok=True)
         self.log_path = self.store.parent / f"{self.store.name}-daemon.log"
         env = {**os.environ, **self.env}
-        cmd = seal_cmd(self.store, "daemon", "run")
+        cmd = seal_cmd(self.store, "daemon", "run", *self.args)
         if self.unprivileged:
             os.chown(self.store.parent, UNPRIVILEGED_UID, UNPRIVILEGED_UID)
             cmd = as_unprivileged(cmd, self.store.parent.parent)

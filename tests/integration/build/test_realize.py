@@ -11,7 +11,7 @@ import threading
 import time
 
 import pytest
-from buildkit import events, log_of, shell_drv
+from buildkit import BuildDaemon, events, log_of, shell_drv
 
 from seal.proto.v1 import build_pb2 as bpb
 
@@ -220,3 +220,23 @@ def test_the_fetch_builtin_keeps_only_the_declared_bytes(builder, tmp_path, http
     proc = builder.seal("-q", "realize", fetch("0" * 64), ok=False)
     assert proc.returncode == 12
     assert f"expected sha256:{'0' * 64}, got sha256:{good}" in proc.stderr
+
+
+def test_max_jobs_1_runs_one_build_at_a_time(tmp_path, shell_root_dir):
+    daemon = BuildDaemon(tmp_path / "store", args=["--max-jobs", "1"]).start()
+    try:
+        root = daemon.add(shell_root_dir)
+        drvs = [
+            shell_drv(tmp_path / f"j{n}.json", root, f"sleep 1; echo {n} > $out/n", name=f"j{n}")
+            for n in range(2)
+        ]
+        threads = [threading.Thread(target=events, args=(daemon.realize_stream(d),)) for d in drvs]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        first, second = sorted(daemon.builds(), key=lambda b: b.started)
+        assert first.status == second.status == "ok"
+        assert second.started >= first.started + first.duration_seconds
+    finally:
+        daemon.close()
