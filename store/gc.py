@@ -1,5 +1,8 @@
 """Garbage collection: keep what roots and temp roots reach, sweep the rest.
 
+A temp root protects everything it reaches, as a root does: holding a tree's
+digest keeps the whole tree.
+
 Mark runs without blocking writers; every digest a writer holds from the
 moment gc starts stays protected until gc ends, so an object that is rooted
 during the mark cannot be swept.  The sweep itself runs under the store's
@@ -54,7 +57,7 @@ def collect(store: Store, *, dry_run: bool = False) -> GcReport:
             if rec.digest not in live:
                 dead[rec.digest] = rec.size
         with store._sweep_guard():
-            held = protected()
+            held = store.closure(*protected(), missing_ok=True)
             keep = live | held
             doomed = {d: s for d, s in dead.items() if d not in keep}
             orphan_files = []

@@ -155,8 +155,7 @@ class Session:
     def _deliver(self, event: Event) -> None:
         # Runs in the publishing job's thread, before it lets go of its outputs.
         if isinstance(event, FinishedEvent) and event.ok and event.outputs:
-            with contextlib.suppress(StoreError):
-                self._lease.hold(self._store.closure(*event.outputs.values()))
+            self._lease.hold(event.outputs.values())  # a temp root keeps all it reaches
         self._queue.put(event)
 
     def __iter__(self) -> Iterator[Event]:
@@ -343,12 +342,8 @@ class Realizer:
 
     def _hold_realised(self, session: Session, real: Realisation) -> bool:
         outs = [Digest.parse(d) for d in real.outputs.values()]
-        try:
-            session._lease.hold(self.store.closure(*outs))
-            self.store.closure(*outs)  # a gc that swept before the hold shows here
-        except (ObjectNotFound, StoreError):
-            return False
-        return True
+        session._lease.hold(outs)
+        return all(self.store.has(d) for d in outs)  # a gc that swept before the hold
 
     def _new_job(self, digest: Digest, drv: Derivation, *, check: bool, limits: Limits) -> _Job:
         job = _Job(digest, drv, check=check, limits=limits)
@@ -447,11 +442,10 @@ class Realizer:
         outs: dict[str, Digest] = {}
         failure: str | None = None
         try:
-            try:
-                lease.hold(self.store.closure(*inputs.values()))
-                self.store.closure(*inputs.values())
-            except ObjectNotFound as exc:
-                raise BuildFailed(f"an input is gone from the store: {exc.message}") from None
+            lease.hold(inputs.values())  # a temp root keeps all it reaches
+            gone = [str(d) for d in inputs.values() if not self.store.has(d)]
+            if gone:
+                raise BuildFailed(f"an input is gone from the store: {', '.join(gone)}")
             if isinstance(drv.builder, SandboxBuilder):
                 outs = self._run_sandbox(job, inputs, scratch, emit)
             else:
@@ -462,7 +456,7 @@ class Realizer:
                 )
                 if job.cancel.is_set():
                     raise BuildCancelled("cancelled")
-            lease.hold(self.store.closure(*outs.values()))
+            lease.hold(outs.values())
         except (BuildFailed, BuildCancelled, StoreError) as exc:
             failure = exc.message if hasattr(exc, "message") else str(exc)
         except Exception as exc:

@@ -340,3 +340,19 @@ def _gc_while(store: Store, ingest) -> list:
     assert not errors, errors
     assert len(gc_runs) >= 3, "gc and ingest did not overlap"
     return gc_runs
+
+
+def test_a_temp_root_keeps_everything_its_tree_reaches(store, tmp_path):
+    """Holding a tree's digest (as a build holds its inputs) protects the whole tree."""
+    write_spec(tmp_path / "held", _spec("held", shared=False))
+    tree = store.put_tree(tmp_path / "held")
+    everything = store.closure(tree)
+    assert len(everything) > 4
+    with store.lease() as lease:
+        lease.hold([tree])
+        report = store.gc()
+        assert not set(report.objects) & everything
+        assert store.closure(tree) == everything
+        store.checkout(tree, tmp_path / "out")
+        assert read_spec(tmp_path / "out") == _spec("held", shared=False)
+    assert everything <= set(store.gc().objects)  # released: now it all goes
