@@ -134,11 +134,7 @@ class Batch:
             raise
         os.close(out)
         digest = Digest(raw)
-        try:
-            self._place(digest, size, Kind.BLOB, executable, staged=tmp)
-        finally:
-            if os.path.lexists(tmp):
-                os.unlink(tmp)
+        self._place_staged(digest, size, executable, tmp)
         return digest, size
 
     def _add_streamed(
@@ -180,12 +176,16 @@ class Batch:
         ):
             os.unlink(tmp)
             raise DigestMismatch(expected or digest, f"{digest} ({size} bytes)")
+        self._place_staged(digest, size, executable, tmp)
+        return digest, size
+
+    def _place_staged(self, digest, size: int, executable: bool, tmp: str) -> None:
+        """Place a blob written to ``tmp``; the staged file is gone afterwards either way."""
         try:
             self._place(digest, size, Kind.BLOB, executable, staged=tmp)
         finally:
             if os.path.lexists(tmp):
                 os.unlink(tmp)
-        return digest, size
 
     def _place(self, digest, size, kind, executable, *, data=None, staged=None) -> None:
         """Make ``digest`` present in objects/ (plain, and executable if asked) and pending.
