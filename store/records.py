@@ -8,7 +8,7 @@ it names are still present.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import lmdb
 
@@ -42,13 +42,16 @@ class RecordTable:
         with self.env.begin(write=True, db=self._db) as txn:
             txn.put(key, value)
 
-    def append(self, value: bytes) -> int:
-        """Store ``value`` under the next integer key (8 bytes, big-endian); returns the key."""
+    def append(self, make: Callable[[int], bytes]) -> int:
+        """Store ``make(n)`` under the next integer key ``n`` (8 bytes, big-endian); return ``n``.
+
+        The value is made inside the write transaction, so it may hold its own number.
+        """
         with self.env.begin(write=True, db=self._db) as txn:
             cursor = txn.cursor()
-            last = int.from_bytes(cursor.key(), "big") if cursor.last() else 0
-            txn.put((last + 1).to_bytes(8, "big"), value)
-        return last + 1
+            number = (int.from_bytes(cursor.key(), "big") if cursor.last() else 0) + 1
+            txn.put(number.to_bytes(8, "big"), make(number))
+        return number
 
     def replace(self, number: int, value: bytes) -> None:
         self.put(number.to_bytes(8, "big"), value)

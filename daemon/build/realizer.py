@@ -34,7 +34,15 @@ from seal.store.digest import Digest
 from seal.store.errors import ObjectNotFound, StoreError
 
 from . import builtins, outputs, sandbox
-from .derivation import Derivation, DrvInput, ObjectInput, SandboxBuilder, parse, topological
+from .derivation import (
+    Derivation,
+    DrvInput,
+    ObjectInput,
+    SandboxBuilder,
+    parse,
+    resolve_documents,
+    topological,
+)
 from .records import BuildRecords, CheckResult, Realisation
 from .sandbox import Limits
 
@@ -225,7 +233,6 @@ class Realizer:
         self._lock = threading.Lock()
         self._jobs: dict[tuple[Digest, bool], _Job] = {}
         self._slots = threading.Semaphore(self.config.max_jobs)
-        self._limits: dict[tuple[Digest, bool], Limits] = {}
         self._stopping = threading.Event()
         interrupted = self.records.interrupted()
         if interrupted:
@@ -234,8 +241,6 @@ class Realizer:
     # -- derivations -------------------------------------------------------------------------
     def add_documents(self, documents: Mapping[str, bytes], target: str) -> Digest:
         """Parse and store derivations sent by a client; returns the target's digest."""
-        from .derivation import resolve_documents
-
         drvs = resolve_documents(documents, target)
         with self.store.batch() as batch:
             for drv in drvs:
@@ -282,10 +287,11 @@ class Realizer:
 
     def plan(self, target: Digest) -> list[tuple[Digest, Derivation]]:
         order = topological(target, self.load)
+        by_digest = dict(order)
         for digest, drv in order:
             for name, inp in drv.inputs.items():
                 if isinstance(inp, DrvInput):
-                    dep = dict(order)[inp.drv]
+                    dep = by_digest[inp.drv]
                     if inp.output not in dep.outputs:
                         raise InvalidDerivation(
                             f"input {name!r} wants output {inp.output!r} of {dep.name}, "
@@ -458,7 +464,7 @@ class Realizer:
                     raise BuildCancelled("cancelled")
             lease.hold(outs.values())
         except (BuildFailed, BuildCancelled, StoreError) as exc:
-            failure = exc.message if hasattr(exc, "message") else str(exc)
+            failure = exc.message
         except Exception as exc:
             log.exception("build of %s failed unexpectedly", job.digest)
             failure = f"internal error: {type(exc).__name__}: {exc}"
@@ -512,14 +518,13 @@ class Realizer:
         assert isinstance(builder, SandboxBuilder)
         paths: dict[str, Path] = {}
         for name, digest in inputs.items():
-            rec = self.store.record(digest)
-            if Kind.TREE in rec.kind and (name == builder.root or Kind.BLOB not in rec.kind):
+            kind = self.store.record(digest).kind
+            if name == builder.root and Kind.TREE not in kind:
+                raise BuildFailed(f"the root input {builder.root!r} is a file, not a tree")
+            if Kind.TREE in kind and (name == builder.root or Kind.BLOB not in kind):
                 paths[name] = self.store.materialize(digest)
             else:
                 paths[name] = Path(self.store.layout.object_path(digest))
-        root_rec = self.store.record(inputs[builder.root])
-        if Kind.TREE not in root_rec.kind:
-            raise BuildFailed(f"the root input {builder.root!r} is a file, not a tree")
         spec = sandbox.SandboxSpec(
             root=paths[builder.root],
             inputs={k: v for k, v in paths.items() if k != builder.root},

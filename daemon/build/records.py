@@ -96,8 +96,12 @@ class BuildRecords:
     # -- builds --------------------------------------------------------------------------
     def start_build(self, drv: Digest, name: str, *, check: bool) -> BuildRecord:
         rec = BuildRecord(id=0, drv=str(drv), name=name, started=time.time(), check=check)
-        rec.id = self._builds.append(_dump(rec))
-        self._builds.replace(rec.id, _dump(rec))
+
+        def numbered(number: int) -> bytes:
+            rec.id = number
+            return _dump(rec)
+
+        self._builds.append(numbered)
         return rec
 
     def end_build(self, rec: BuildRecord) -> None:
