@@ -9,9 +9,16 @@ percentile of many calls, because the machines are shared and noisy:
 - Upload: ``seal store add`` through a running daemon (the client library
   called in this process, so Python start-up is left to the CLI figure) vs
   ``Store.put_path`` in-process on the same data (throughput ratio), for a tree
-  of small files and for one large file. Target: >= 0.7.
+  of small files and for one large file, both ways a client uploads: the
+  default (the client hands the daemon an open descriptor) and
+  ``SEAL_UPLOAD=stream`` (bytes over gRPC, what a client of another user or
+  host does). Target: >= 0.7 for the default.
 - CLI: a ``seal store stat`` process against a running daemon vs
   ``python -c pass``. Target: <= 2.5x.
+
+Two anchors show what grpcio itself costs here: the 16-client Stat load
+against a bare grpcio server whose Stat returns an empty answer, and a process
+that only imports grpc and the stubs.
 
 Run by hand: ``python3 bench/daemon.py [--quick]``.  Store data goes to
 /dev/shm (software cost, not the disk's).
@@ -88,6 +95,41 @@ def _serving(sock: str) -> bool:
     return reply.status == health_pb2.HealthCheckResponse.SERVING
 
 
+# -- a bare grpcio server: what grpcio alone costs ------------------------------------
+_BARE_SERVER = """
+import sys
+from concurrent.futures import ThreadPoolExecutor
+import grpc
+from seal.proto.v1 import store_pb2 as pb, store_pb2_grpc as pb_grpc
+
+class Bare(pb_grpc.StoreServicer):
+    def Stat(self, request, context):
+        return pb.StatResponse()
+
+server = grpc.server(ThreadPoolExecutor(max_workers=32))
+pb_grpc.add_StoreServicer_to_server(Bare(), server)
+server.add_insecure_port("unix:" + sys.argv[1])
+server.start()
+print("ready", flush=True)
+server.wait_for_termination()
+"""
+
+
+@contextlib.contextmanager
+def bare_server(sock: Path):
+    """A grpcio server on ``sock`` whose Stat returns an empty answer: no store, no seal."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _BARE_SERVER, str(sock)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        if proc.stdout.readline().strip() != "ready":
+            raise RuntimeError("the bare grpcio server did not start")
+        yield str(sock)
+    finally:
+        proc.kill()
+        proc.wait()
+
+
 # -- Stat latency ----------------------------------------------------------------------
 def _stat_worker(
     sock: str, hexdigest: str, size: int, calls: int, start_at: float, out: mp.Queue
@@ -156,24 +198,37 @@ def timed(action: Callable[[], object]) -> float:
 
 
 def seal_cli(*args: str) -> list[str]:
-    exe = shutil.which("seal")
-    return [exe, *args] if exe else [sys.executable, "-m", "seal.client.cli", *args]
+    """The installed console script of this Python (not a version manager's shim on PATH)."""
+    exe = Path(sys.executable).with_name("seal")
+    if exe.exists():
+        return [str(exe), *args]
+    return [sys.executable, "-m", "seal.client.cli", *args]
 
 
-def bench_upload(base: Path, source: Path, repeat: int) -> tuple[float, float]:
-    """Median seconds: (in-process put, seal store add through a daemon)."""
+def bench_upload(base: Path, source: Path, repeat: int, mode: str) -> tuple[float, float]:
+    """Median seconds: (in-process put, seal store add through a daemon).
+
+    ``mode`` is SEAL_UPLOAD's value: "" (the default: a descriptor handed over
+    when the daemon offers it) or "stream" (bytes over gRPC).
+    """
+    os.environ["SEAL_UPLOAD"] = mode
+    warm = base / "warm-up"  # a tree big enough to start the store's ingest workers
+    if not warm.exists():
+        make_tree(warm, 1000, random.Random(3))
     local, remote = [], []
     for i in range(repeat):
         store_dir = base / f"local-{i}"
         with Store.open(store_dir) as store:
+            store.put_path(warm)
             local.append(timed(lambda s=store: s.put_path(source)))
         shutil.rmtree(store_dir)
         store_dir = base / f"remote-{i}"
-        with Daemon(store_dir):
-            # the client library in this process: process start-up is the CLI figure's
+        # a running daemon, warmed up like the in-process store: then the timed add,
+        # the client library in this process (process start-up is the CLI figure's)
+        with Daemon(store_dir), contextlib.redirect_stdout(io.StringIO()):
+            _check(cli_main(["--store", str(store_dir), "-q", "store", "add", str(warm)]))
             args = ["--store", str(store_dir), "-q", "store", "add", str(source)]
-            with contextlib.redirect_stdout(io.StringIO()):
-                remote.append(timed(lambda a=args: _check(cli_main(a))))
+            remote.append(timed(lambda a=args: _check(cli_main(a))))
         shutil.rmtree(store_dir)
     return statistics.median(local), statistics.median(remote)
 
@@ -192,6 +247,12 @@ def bench_cli(store_dir: Path, digest: Digest, repeat: int) -> tuple[float, floa
         base.append(timed(lambda: subprocess.run([sys.executable, "-c", "pass"], check=True)))
         cli.append(timed(lambda: subprocess.run(stat, check=True, stdout=subprocess.DEVNULL)))
     return statistics.median(base), statistics.median(cli)
+
+
+def bench_import(repeat: int) -> float:
+    """Median seconds of a process that only imports grpc and seal's store stubs."""
+    cmd = [sys.executable, "-c", "import grpc, seal.proto.v1.store_pb2_grpc"]
+    return statistics.median(timed(lambda: subprocess.run(cmd, check=True)) for _ in range(repeat))
 
 
 # -- report ----------------------------------------------------------------------------
@@ -252,23 +313,36 @@ def main(argv: list[str] | None = None) -> int:
                     f"p50 {r['p50_ms']:.2f} ms  p99 {r['p99_ms']:.2f} ms  "
                     f"{r['rate']:,.0f} Stat/s{target}"
                 )
+            with bare_server(base / "bare.sock") as sock:
+                r = bench_stat(sock, blob.digest, blob.size, 16, calls // 4)
+            print(
+                f"  anchor, a bare grpcio server (empty Stat, no store), 16 clients: "
+                f"p50 {r['p50_ms']:.2f} ms  p99 {r['p99_ms']:.2f} ms  {r['rate']:,.0f} Stat/s"
+            )
             base_t, cli_t = bench_cli(store_dir, blob.digest, repeat * 2)
+            grpc_t = bench_import(repeat * 2)
             print("\nCLI start-up")
             print(
                 f"  python -c pass {1000 * base_t:.0f} ms; seal store stat {1000 * cli_t:.0f} "
                 f"ms; ratio {cli_t / base_t:.2f}x [{verdict(cli_t / base_t <= 2.5)} <=2.5x]"
             )
+            print(
+                f"  anchor, python -c 'import grpc' and the stubs: {1000 * grpc_t:.0f} ms; "
+                f"ratio {grpc_t / base_t:.2f}x"
+            )
 
         print("\nUpload through the daemon vs in-process put (throughput ratio)")
         tree_bytes = sum(p.stat().st_size for p in tree.rglob("*") if p.is_file())
-        for label, source, size in (("tree", tree, tree_bytes), ("file", bigfile, big)):
-            local, remote = bench_upload(base, source, repeat)
-            ratio = local / remote
-            print(
-                f"  {label}: {size / MiB:.0f} MiB; in-process {size / MiB / local:.0f} MiB/s, "
-                f"daemon {size / MiB / remote:.0f} MiB/s; ratio {ratio:.2f} "
-                f"[{verdict(ratio >= 0.7)} >=0.7]"
-            )
+        for mode, how in (("", "descriptor handoff (default)"), ("stream", "bytes over gRPC")):
+            print(f"  {how}:")
+            for label, source, size in (("tree", tree, tree_bytes), ("file", bigfile, big)):
+                local, remote = bench_upload(base, source, repeat, mode)
+                ratio = local / remote
+                target = f" [{verdict(ratio >= 0.7)} >=0.7]" if not mode else ""
+                print(
+                    f"    {label}: {size / MiB:.0f} MiB; in-process {size / MiB / local:.0f} "
+                    f"MiB/s, daemon {size / MiB / remote:.0f} MiB/s; ratio {ratio:.2f}{target}"
+                )
         print(
             "\nUploads run the client library in this process (walk, hash, gRPC);"
             " the CLI's process start-up is the figure above."

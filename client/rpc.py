@@ -147,6 +147,12 @@ class Connection:
         self.channel = grpc.insecure_channel(address, options=_CHANNEL_OPTIONS)
         self.store = pb_grpc.StoreStub(self.channel)
         self.daemon = pb_grpc.DaemonStub(self.channel)
+        self.info: dict | None = None  # the last Status, kept by status()
+
+    def handoff_address(self) -> str:
+        """The daemon's descriptor handoff socket ("" for none), from its Status."""
+        info = self.info if self.info is not None else self.status()
+        return info["handoff"]
 
     def close(self) -> None:
         self.channel.close()
@@ -155,14 +161,16 @@ class Connection:
         """The daemon's Status as a dict (raises ClientError)."""
         with translated():
             r = self.daemon.Status(pb.StatusRequest(), timeout=timeout)
-        return {
+        self.info = {
             "pid": r.pid,
             "store": r.store_path,
             "socket": r.socket,
             "uptime": r.uptime_seconds,
             "version": r.version,
             "store_format": r.store_format,
+            "handoff": r.handoff_address,
         }
+        return self.info
 
     def status_or_none(self, timeout: float = 5.0) -> dict | None:
         """Status, or None when nothing answers (any other failure raises ClientError)."""
@@ -267,6 +275,17 @@ class StoreCalls:
         with translated():
             self._stub.CancelTree(pb.CancelTreeRequest(lease_id=lease_id), timeout=10)
 
+    def add_handoff(
+        self, token: str, root_name: str | None, display_path: str
+    ) -> tuple[Digest, str, int]:
+        """Add what the descriptor handed over under ``token`` names: (digest, kind, size)."""
+        request = pb.AddHandoffRequest(
+            token=token, root_name=root_name or "", display_path=display_path
+        )
+        with translated():
+            r = self._stub.AddHandoff(request)
+        return digest_from_pb(r.digest), _KINDS.get(r.kind, "blob"), r.digest.size_bytes
+
     def add_root(self, name: str, digest: Digest) -> None:
         with translated():
             self._stub.AddRoot(pb.AddRootRequest(root=pb.Root(name=name, digest=digest_pb(digest))))
@@ -363,12 +382,18 @@ class RemoteBackend:
                 reason="invalid-root-name",
                 exit_code=exit_code(LOCAL, "invalid-root-name"),
             )
-        from . import upload  # imported by the verbs that need it: start-up stays fast
+        from . import handoff, upload  # imported by the verbs that need them: start-up stays fast
 
         with translated():
-            item = upload.prepare(path)  # bad input is refused before a daemon starts
+            upload.check_top(path)  # bad input is refused before a daemon starts
             conn = self._connect(create_store=True)
-            return upload.send(StoreCalls(conn), item, root)
+            calls = StoreCalls(conn)
+            token = handoff.hand_over(conn.handoff_address(), path) if handoff.enabled() else None
+            if token is not None:  # the daemon reads through a descriptor opened here
+                shown = os.fsdecode(path).encode("utf-8", "backslashreplace").decode()
+                digest, kind, size = calls.add_handoff(token, root, shown)
+                return {"digest": str(digest), "kind": kind, "size": size, "root": root}
+            return upload.send(calls, upload.prepare(path), root)
 
     def root_add(self, name: str, digest: str) -> dict:
         d = parse_digest(digest)

@@ -116,6 +116,19 @@ def prepare(path: str | os.PathLike) -> Listing | Blob:
     Raises UnsupportedFile naming the first path a tree cannot hold.
     """
     p = os.fsencode(path)
+    mode = check_top(p)
+    if stat.S_ISDIR(mode):
+        return scan_tree(p)
+    digest, size, _ = hash_file(p)
+    return Blob(digest, size, p)
+
+
+def check_top(path: str | os.PathLike | bytes) -> int:
+    """The mode of ``path`` if it can be added (a directory or a regular file), else raise.
+
+    Raises UnsupportedFile: missing, a symlink, or a kind or mode a tree cannot hold.
+    """
+    p = os.fsencode(path)
     try:
         mode = os.lstat(p).st_mode
     except FileNotFoundError:
@@ -127,10 +140,7 @@ def prepare(path: str | os.PathLike) -> Listing | Blob:
             os.fsdecode(p), "is a symlink; add its target or the directory that holds it"
         )
     check_mode(p, mode)
-    if stat.S_ISDIR(mode):
-        return scan_tree(p)
-    digest, size, _ = hash_file(p)
-    return Blob(digest, size, p)
+    return mode
 
 
 def send(transport: Transport, item: Listing | Blob, root_name: str | None = None) -> dict:

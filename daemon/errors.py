@@ -141,3 +141,15 @@ class BuildCancelled(DaemonError):
     """Every client waiting for a build went away, or the daemon is stopping."""
 
     reason = "build-cancelled"
+
+
+class HandoffUnknown(DaemonError, LookupError):
+    """AddHandoff named a token the daemon does not hold (unknown, used or lapsed)."""
+
+    reason = "handoff-unknown"
+
+    def __init__(self, ttl: float):
+        super().__init__(
+            "no descriptor waits under this handoff token (used, lapsed or never given)",
+            hint=f"hand the descriptor over again; a token serves one call within {ttl:.0f} s",
+        )

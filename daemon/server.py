@@ -42,6 +42,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from seal.daemon.build.realizer import Realizer, RealizerConfig
 from seal.daemon.errors import DaemonError, ListenError, SocketInUse
+from seal.daemon.handoff import HandoffServer
 from seal.daemon.leases import DEFAULT_TTL, Uploads
 from seal.daemon.services import (
     BuildServicer,
@@ -131,6 +132,7 @@ def create_server(
     uploads: Uploads | None = None
     health_servicer: health.HealthServicer | None = None
     realizer: Realizer | None = None
+    handoff: HandoffServer | None = None
     in_flight = InFlight()
     idle = True
     try:
@@ -140,6 +142,7 @@ def create_server(
         daemon = Daemon(store, f"unix:{listener.path}", listener.path, stop)
         uploads = Uploads(store, ttl=lease_ttl)
         health_servicer = health.HealthServicer(experimental_non_blocking=True)
+        handoff = _handoff_server()
         server = grpc.server(
             ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="seal-rpc"),
             options=[("grpc.max_receive_message_length", MAX_MESSAGE)],
@@ -150,8 +153,11 @@ def create_server(
             version=version(),
             store_format=FORMAT_VERSION,
             started=started,
+            handoff_address=handoff.address if handoff is not None else "",
         )
-        pb_grpc.add_StoreServicer_to_server(StoreServicer(store, uploads, in_flight), server)
+        pb_grpc.add_StoreServicer_to_server(
+            StoreServicer(store, uploads, in_flight, handoff), server
+        )
         pb_grpc.add_DaemonServicer_to_server(
             DaemonServicer(identity, daemon.request_stop, in_flight), server
         )
@@ -163,6 +169,8 @@ def create_server(
         _report_sandbox()
         server.start()
         uploads.start_reaper()
+        if handoff is not None:
+            handoff.start()
         for name in SERVICE_NAMES:
             health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
         log.info(
@@ -191,12 +199,23 @@ def create_server(
                 )
         if uploads is not None:
             uploads.close()
+        if handoff is not None:
+            handoff.close()
         if listener is not None:
             listener.remove()
         if idle:
             store.close()
             if server is not None:
                 log.info("stopped; store %s released", store.root)
+
+
+def _handoff_server() -> HandoffServer | None:
+    """The descriptor handoff socket, or None (clients then stream bytes) if it cannot be made."""
+    try:
+        return HandoffServer()
+    except OSError as exc:
+        log.warning("no descriptor handoff (%s): local clients will stream bytes", exc)
+        return None
 
 
 def _report_sandbox() -> None:

@@ -255,17 +255,24 @@ def ingest_file(
     except OSError as exc:
         raise _os_error(path, exc) from None
     try:
-        st = os.fstat(fd)
-        check_mode(path, st.st_mode)
-        if not stat.S_ISREG(st.st_mode):
-            raise UnsupportedFile(
-                os.fsdecode(path), "changed into a non-regular file while being added"
-            )
-        exe = bool(st.st_mode & stat.S_IXUSR) if executable is None else executable
-        digest, size = batch.add_fd(fd, st.st_size, executable=exe)
-        return digest, size, exe
+        return ingest_open_file(batch, fd, path, executable)
     finally:
         os.close(fd)
+
+
+def ingest_open_file(
+    batch: Batch, fd: int, path: bytes | str, executable: bool | None = None
+) -> tuple[Digest, int, bool]:
+    """Add the regular file open as ``fd`` (read from its current offset); ``path`` names it."""
+    st = os.fstat(fd)
+    check_mode(path, st.st_mode)
+    if not stat.S_ISREG(st.st_mode):
+        raise UnsupportedFile(
+            os.fsdecode(path), "changed into a non-regular file while being added"
+        )
+    exe = bool(st.st_mode & stat.S_IXUSR) if executable is None else executable
+    digest, size = batch.add_fd(fd, st.st_size, executable=exe)
+    return digest, size, exe
 
 
 def ingest_tree(batch: Batch, root: bytes) -> tuple[Digest, int]:

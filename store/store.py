@@ -208,6 +208,31 @@ class Store:
                 b.set_root(root, digest)  # recorded in the batch's own transaction
         return digest
 
+    def put_open(self, fd: int, *, root: str | None = None, name: str = "") -> tuple[Digest, Kind]:
+        """Add the regular file or directory open as ``fd`` (a descriptor a client handed over).
+
+        A directory is walked through ``/proc/<this pid>/fd/<fd>/``, a name the
+        ingest workers (children of this process, same user) can open too;
+        errors name files under ``name`` instead.  The descriptor stays open.
+        """
+        self._require_writable()
+        mode = os.fstat(fd).st_mode
+        if root is not None:
+            _check_root_name(root)
+        base = f"/proc/{os.getpid()}/fd/{fd}"
+        try:
+            with self.batch() as b:
+                if stat.S_ISDIR(mode):
+                    digest, kind = ingest.ingest_tree(b, os.fsencode(base + "/"))[0], Kind.TREE
+                else:
+                    os.lseek(fd, 0, os.SEEK_SET)
+                    digest, kind = ingest.ingest_open_file(b, fd, name or base)[0], Kind.BLOB
+                if root is not None:
+                    b.set_root(root, digest)
+        except UnsupportedFile as exc:
+            raise _renamed(exc, base, name) from None
+        return digest, kind
+
     def put_directories(
         self,
         encodings: Iterable[bytes],
@@ -505,6 +530,15 @@ def _check_empty(layout: Layout) -> None:
             f"{layout.root} is not a seal store and is not empty",
             hint="choose an empty or new directory for --store",
         )
+
+
+def _renamed(exc: UnsupportedFile, base: str, name: str) -> UnsupportedFile:
+    """The error with a path under ``base`` (a /proc descriptor path) named under ``name``."""
+    path = os.fsdecode(exc.path) if isinstance(exc.path, bytes) else str(exc.path)
+    if not name or not path.startswith(base):
+        return exc
+    rest = path[len(base) :].lstrip("/")
+    return UnsupportedFile(os.path.join(name, rest) if rest else name, exc.why)
 
 
 def _check_root_name(name: str) -> None:

@@ -48,11 +48,14 @@ def optional_root_name(name: str) -> str | None:
     return root_name_from_pb(name) if name else None
 
 
+def kind_to_pb(kind: Kind) -> int:
+    return pb.OBJECT_KIND_TREE if Kind.TREE in kind else pb.OBJECT_KIND_BLOB
+
+
 def stat_to_pb(info: ObjectInfo, roots: list[str]) -> pb.StatResponse:
-    kind = pb.OBJECT_KIND_TREE if Kind.TREE in info.kind else pb.OBJECT_KIND_BLOB
     return pb.StatResponse(
         digest=digest_to_pb(info.digest, info.size),
-        kind=kind,
+        kind=kind_to_pb(info.kind),
         executable_copy=info.executable_copy,
         roots=roots,
     )

@@ -22,6 +22,7 @@ class Identity:
     version: str
     store_format: int
     started: float  # time.monotonic() at start
+    handoff_address: str = ""  # the abstract socket for AddHandoff, or "" for none
 
 
 class DaemonServicer(pb_grpc.DaemonServicer):
@@ -45,6 +46,7 @@ class DaemonServicer(pb_grpc.DaemonServicer):
             uptime_seconds=time.monotonic() - ident.started,
             version=ident.version,
             store_format=ident.store_format,
+            handoff_address=ident.handoff_address,
         )
 
     @mapped

@@ -55,6 +55,7 @@ _CODES: list[tuple[type[Exception], grpc.StatusCode]] = [
     (daemon_errors.OutOfRange, _C.OUT_OF_RANGE),
     (daemon_errors.LeaseNotFound, _C.NOT_FOUND),
     (daemon_errors.RootNotFound, _C.NOT_FOUND),
+    (daemon_errors.HandoffUnknown, _C.NOT_FOUND),
     (daemon_errors.SocketInUse, _C.UNAVAILABLE),
     (daemon_errors.MissingInput, _C.NOT_FOUND),
     (daemon_errors.BuildCancelled, _C.CANCELLED),

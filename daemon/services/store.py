@@ -2,7 +2,8 @@
 
 Errors are raised, never aborted on here: ``status.mapped`` turns them into
 gRPC statuses with ``seal-reason``/``seal-hint``.  The daemon never opens a
-path a client names: bytes stream in (Put, PutTree) and out (Get, Checkout).
+path a client names: bytes stream in (Put, PutTree) and out (Get, Checkout),
+or a local client hands over a descriptor it opened itself (AddHandoff).
 """
 
 from __future__ import annotations
@@ -10,13 +11,15 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import os
 import queue
 import threading
 from collections.abc import Iterator
 
 import zstandard
 
-from seal.daemon.errors import InvalidRequest, OutOfRange, RootNotFound, TooLarge
+from seal.daemon.errors import HandoffUnknown, InvalidRequest, OutOfRange, RootNotFound, TooLarge
+from seal.daemon.handoff import HandoffServer
 from seal.daemon.leases import Uploads
 from seal.proto.v1 import store_pb2 as pb
 from seal.proto.v1 import store_pb2_grpc as pb_grpc
@@ -45,10 +48,17 @@ log = logging.getLogger("seal.daemon")
 class StoreServicer(pb_grpc.StoreServicer):
     """Serves one open, writable Store."""
 
-    def __init__(self, store: Store, uploads: Uploads, in_flight: InFlight):
+    def __init__(
+        self,
+        store: Store,
+        uploads: Uploads,
+        in_flight: InFlight,
+        handoff: HandoffServer | None = None,
+    ):
         self._store = store
         self._uploads = uploads
         self.in_flight = in_flight
+        self._handoff = handoff
 
     # -- queries ------------------------------------------------------------------------
     @mapped
@@ -70,6 +80,23 @@ class StoreServicer(pb_grpc.StoreServicer):
         info = self._stat(request.digest)
         roots = sorted(n for n, d in self._store.roots().items() if d == info.digest)
         return convert.stat_to_pb(info, roots)
+
+    # -- a descriptor handed over -------------------------------------------------------
+    @mapped
+    def AddHandoff(self, request, context):
+        if self._handoff is None:
+            raise HandoffUnknown(0)
+        root_name = convert.optional_root_name(request.root_name)
+        fd = self._handoff.take(request.token)
+        log.info("adding a handed-over descriptor for %s", request.display_path or "a client")
+        try:
+            digest, kind = self._store.put_open(fd, root=root_name, name=request.display_path)
+            size = self._store.stat(digest).size
+        finally:
+            os.close(fd)
+        return pb.AddHandoffResponse(
+            digest=convert.digest_to_pb(digest, size), kind=convert.kind_to_pb(kind)
+        )
 
     # -- blobs --------------------------------------------------------------------------
     @mapped

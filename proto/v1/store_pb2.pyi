@@ -84,6 +84,24 @@ class BatchPutResponse(_message.Message):
     created: int
     def __init__(self, created: _Optional[int] = ...) -> None: ...
 
+class AddHandoffRequest(_message.Message):
+    __slots__ = ("token", "root_name", "display_path")
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    ROOT_NAME_FIELD_NUMBER: _ClassVar[int]
+    DISPLAY_PATH_FIELD_NUMBER: _ClassVar[int]
+    token: str
+    root_name: str
+    display_path: str
+    def __init__(self, token: _Optional[str] = ..., root_name: _Optional[str] = ..., display_path: _Optional[str] = ...) -> None: ...
+
+class AddHandoffResponse(_message.Message):
+    __slots__ = ("digest", "kind")
+    DIGEST_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    digest: Digest
+    kind: ObjectKind
+    def __init__(self, digest: _Optional[_Union[Digest, _Mapping]] = ..., kind: _Optional[_Union[ObjectKind, str]] = ...) -> None: ...
+
 class PutResponse(_message.Message):
     __slots__ = ("digest", "created")
     DIGEST_FIELD_NUMBER: _ClassVar[int]
@@ -405,20 +423,22 @@ class StatusRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class StatusResponse(_message.Message):
-    __slots__ = ("pid", "store_path", "socket", "uptime_seconds", "version", "store_format")
+    __slots__ = ("pid", "store_path", "socket", "uptime_seconds", "version", "store_format", "handoff_address")
     PID_FIELD_NUMBER: _ClassVar[int]
     STORE_PATH_FIELD_NUMBER: _ClassVar[int]
     SOCKET_FIELD_NUMBER: _ClassVar[int]
     UPTIME_SECONDS_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     STORE_FORMAT_FIELD_NUMBER: _ClassVar[int]
+    HANDOFF_ADDRESS_FIELD_NUMBER: _ClassVar[int]
     pid: int
     store_path: str
     socket: str
     uptime_seconds: float
     version: str
     store_format: int
-    def __init__(self, pid: _Optional[int] = ..., store_path: _Optional[str] = ..., socket: _Optional[str] = ..., uptime_seconds: _Optional[float] = ..., version: _Optional[str] = ..., store_format: _Optional[int] = ...) -> None: ...
+    handoff_address: str
+    def __init__(self, pid: _Optional[int] = ..., store_path: _Optional[str] = ..., socket: _Optional[str] = ..., uptime_seconds: _Optional[float] = ..., version: _Optional[str] = ..., store_format: _Optional[int] = ..., handoff_address: _Optional[str] = ...) -> None: ...
 
 class ShutdownRequest(_message.Message):
     __slots__ = ("grace_seconds",)

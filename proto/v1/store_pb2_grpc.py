@@ -103,6 +103,11 @@ class StoreStub:
                 request_serializer=seal_dot_proto_dot_v1_dot_store__pb2.GCRequest.SerializeToString,
                 response_deserializer=seal_dot_proto_dot_v1_dot_store__pb2.GCResponse.FromString,
                 _registered_method=True)
+        self.AddHandoff = channel.unary_unary(
+                '/seal.v1.Store/AddHandoff',
+                request_serializer=seal_dot_proto_dot_v1_dot_store__pb2.AddHandoffRequest.SerializeToString,
+                response_deserializer=seal_dot_proto_dot_v1_dot_store__pb2.AddHandoffResponse.FromString,
+                _registered_method=True)
         self.Verify = channel.unary_stream(
                 '/seal.v1.Store/Verify',
                 request_serializer=seal_dot_proto_dot_v1_dot_store__pb2.VerifyRequest.SerializeToString,
@@ -260,6 +265,22 @@ class StoreServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AddHandoff(self, request, context):
+        """Add a file or directory that a local client opened itself and handed to
+        the daemon as an open descriptor (SCM_RIGHTS) on the daemon's handoff
+        socket (StatusResponse.handoff_address), which answered with a one-time
+        token. The daemon reads through that descriptor, hashes and stores as
+        for a local add (one batch, optionally rooted atomically), so the bytes
+        never cross gRPC. It never opens a path a client names: the client opened
+        the descriptor with its own permissions. NOT_FOUND (reason
+        "handoff-unknown") for an unknown, used or lapsed token; INVALID_ARGUMENT
+        (reason "unsupported-file") for what a tree cannot hold, named by the
+        client's display_path.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Verify(self, request, context):
         """Check the store both ways (re-hash every object; records vs files):
         progress events and each problem as it is found, then a final summary.
@@ -335,6 +356,11 @@ def add_StoreServicer_to_server(servicer, server):
                     servicer.GC,
                     request_deserializer=seal_dot_proto_dot_v1_dot_store__pb2.GCRequest.FromString,
                     response_serializer=seal_dot_proto_dot_v1_dot_store__pb2.GCResponse.SerializeToString,
+            ),
+            'AddHandoff': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddHandoff,
+                    request_deserializer=seal_dot_proto_dot_v1_dot_store__pb2.AddHandoffRequest.FromString,
+                    response_serializer=seal_dot_proto_dot_v1_dot_store__pb2.AddHandoffResponse.SerializeToString,
             ),
             'Verify': grpc.unary_stream_rpc_method_handler(
                     servicer.Verify,
@@ -697,6 +723,33 @@ class Store:
             '/seal.v1.Store/GC',
             seal_dot_proto_dot_v1_dot_store__pb2.GCRequest.SerializeToString,
             seal_dot_proto_dot_v1_dot_store__pb2.GCResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AddHandoff(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/seal.v1.Store/AddHandoff',
+            seal_dot_proto_dot_v1_dot_store__pb2.AddHandoffRequest.SerializeToString,
+            seal_dot_proto_dot_v1_dot_store__pb2.AddHandoffResponse.FromString,
             options,
             channel_credentials,
             insecure,

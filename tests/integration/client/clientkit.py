@@ -69,7 +69,9 @@ sys.exit(cli.main(sys.argv[2:]))
 """
 
 
-def seal_at_once(store: Path, arglists: list[list[str]], go: Path) -> list[subprocess.Popen]:
+def seal_at_once(
+    store: Path, arglists: list[list[str]], go: Path, env: dict[str, str] | None = None
+) -> list[subprocess.Popen]:
     """Start one CLI process per argument list; they call ``main`` together, once loaded."""
     procs = [
         subprocess.Popen(
@@ -77,12 +79,18 @@ def seal_at_once(store: Path, arglists: list[list[str]], go: Path) -> list[subpr
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+            env=env,
         )
         for args in arglists
     ]
     time.sleep(0.3 + 0.15 * len(procs))  # let the imports finish (~0.2 s of CPU each)
     go.touch()
     return procs
+
+
+def upload_env(mode: str) -> dict[str, str]:
+    """The environment for CLI uploads by ``mode``: "handoff" (the default) or "stream"."""
+    return {**os.environ, "SEAL_UPLOAD": "" if mode == "handoff" else mode}
 
 
 def stop_all(store: Path) -> list[int]:

@@ -6,6 +6,7 @@ import json
 import os
 import random
 
+import pytest
 from clientkit import (
     check_output,
     daemon_pids,
@@ -15,6 +16,7 @@ from clientkit import (
     seal_at_once,
     seal_json,
     snapshot,
+    upload_env,
 )
 
 from seal.client import upload
@@ -23,7 +25,8 @@ from seal.store import Digest
 CLIENTS = 16
 
 
-def test_sixteen_clients_uploading_overlapping_trees(store, tmp_path):
+@pytest.mark.parametrize("mode", ["handoff", "stream"])
+def test_sixteen_clients_uploading_overlapping_trees(store, tmp_path, mode):
     rng = random.Random(1616)
     pool = [rng.randbytes(rng.choice([10, 700, 40_000, 300_000])) for _ in range(40)]
     trees = []
@@ -34,7 +37,7 @@ def test_sixteen_clients_uploading_overlapping_trees(store, tmp_path):
         trees.append(make_tree(tmp_path / f"tree{i}", pool, rng, picks=20, unique=3))
 
     arglists = [["--json", "store", "add", str(t), "--root", f"t{i}"] for i, t in enumerate(trees)]
-    procs = seal_at_once(store, arglists, go=tmp_path / "go")
+    procs = seal_at_once(store, arglists, go=tmp_path / "go", env=upload_env(mode))
     digests = []
     for p in procs:
         out, err = p.communicate(timeout=300)

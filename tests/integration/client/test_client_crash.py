@@ -9,6 +9,7 @@ import random
 import signal
 import subprocess
 
+import pytest
 from clientkit import (
     check_output,
     daemon_pids,
@@ -17,31 +18,43 @@ from clientkit import (
     seal_cmd,
     seal_json,
     snapshot,
+    upload_env,
     wait_for,
 )
 
 from seal.client import exitcodes
 
+# what the daemon logs once an upload is under way, by upload mode
+_UNDER_WAY = {"stream": "opened for", "handoff": "adding a handed-over descriptor"}
 
-def test_kill_9_during_uploads(store, tmp_path):
+
+@pytest.mark.parametrize("mode", ["handoff", "stream"])
+def test_kill_9_during_uploads(store, tmp_path, mode):
     rng = random.Random(99)
     pool = [rng.randbytes(rng.choice([100, 50_000, 1_500_000])) for _ in range(60)]
-    trees = [make_tree(tmp_path / f"tree{i}", pool, rng, picks=40, unique=200) for i in range(4)]
+    # handed-over trees are read at local speed: make them big enough to be caught mid-way
+    picks, unique = (40, 200) if mode == "stream" else (60, 2000)
+    trees = [
+        make_tree(tmp_path / f"tree{i}", pool, rng, picks=picks, unique=unique) for i in range(4)
+    ]
     first = seal_json(store, "daemon", "start")["pid"]
 
     log = store / "daemon.log"
-    opened_before = log.read_text().count("opened for")
+    marker = _UNDER_WAY[mode]
+    before = log.read_text().count(marker)
     procs = [
         subprocess.Popen(
             seal_cmd(store, "--json", "store", "add", str(t), "--root", f"t{i}"),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+            env=upload_env(mode),
         )
         for i, t in enumerate(trees)
     ]
-    # kill once uploads are under way: a lease is open and blobs are arriving
-    wait_for(lambda: log.read_text().count("opened for") > opened_before, 60, "a tree upload")
+    # kill once uploads are under way: a lease is open and blobs are arriving, or the
+    # daemon reads a handed-over tree
+    wait_for(lambda: log.read_text().count(marker) > before, 60, "a tree upload")
     os.kill(first, signal.SIGKILL)
 
     failed = []

@@ -84,6 +84,7 @@ RPCS = [
     ("Store", "RemoveRoot", False, False),
     ("Store", "GC", False, True),
     ("Store", "Verify", False, True),
+    ("Store", "AddHandoff", False, False),
     ("Daemon", "Status", False, False),
     ("Daemon", "Shutdown", False, False),
 ]
