@@ -1,0 +1,123 @@
+"""Debian inputs for a lock: a verified suite's index and the pinned closures of package sets.
+
+    archive = DebianArchive(getter)                       # bookworm, main, amd64
+    toolchain = archive.closure(["gcc", "make", "libc6-dev"])
+    origin = archive.release()                            # InRelease URL, SHA-256, Date
+
+The work is split by trust boundary: ``debian_release`` (InRelease, gpgv,
+Release), ``debian_packages`` (Packages indexes checked against the Release),
+``debian_closure`` (versions, relations, the closure); this module ties them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from pathlib import Path
+
+from .debian_closure import (
+    PackageIndex,
+    PinnedPackage,
+    Unsatisfiable,
+    closure,
+    compare_versions,
+)
+from .debian_packages import BinaryPackage, IndexParseError, fetch_packages, parse_packages
+from .debian_release import (
+    DEFAULT_KEYRING,
+    DEFAULT_MIRROR,
+    DEFAULT_SUITE,
+    Getter,
+    IndexHashMismatch,
+    IndexMissing,
+    Release,
+    ReleaseError,
+    SignatureError,
+    fetch_release,
+    verify_inrelease,
+)
+
+__all__ = [
+    "DEFAULT_KEYRING",
+    "DEFAULT_MIRROR",
+    "DEFAULT_SUITE",
+    "BinaryPackage",
+    "DebianArchive",
+    "Getter",
+    "IndexHashMismatch",
+    "IndexMissing",
+    "IndexParseError",
+    "PackageIndex",
+    "PinnedPackage",
+    "Release",
+    "ReleaseError",
+    "SignatureError",
+    "Unsatisfiable",
+    "closure",
+    "compare_versions",
+    "fetch_packages",
+    "fetch_release",
+    "parse_packages",
+    "verify_inrelease",
+]
+
+
+class DebianArchive:
+    """One suite of one mirror for one architecture; fetches and verifies lazily, once."""
+
+    def __init__(
+        self,
+        getter: Getter,
+        *,
+        mirror: str = DEFAULT_MIRROR,
+        suite: str = DEFAULT_SUITE,
+        components: Sequence[str] = ("main",),
+        arch: str = "amd64",
+        keyrings: Sequence[Path | str] = (DEFAULT_KEYRING,),
+        check_expiry: bool = True,
+        now: datetime | None = None,
+    ):
+        self.getter = getter
+        self.mirror = mirror.rstrip("/")
+        self.suite = suite
+        self.components = tuple(components)
+        self.arch = arch
+        self.keyrings = tuple(keyrings)
+        self.check_expiry = check_expiry
+        self.now = now
+        self._release: Release | None = None
+        self._packages: list[BinaryPackage] | None = None
+        self._index: PackageIndex | None = None
+
+    def release(self) -> Release:
+        """The verified Release; its ``inrelease_sha256`` and ``date`` go into the lock."""
+        if self._release is None:
+            self._release = fetch_release(
+                self.getter,
+                self.mirror,
+                self.suite,
+                self.keyrings,
+                check_expiry=self.check_expiry,
+                now=self.now,
+            )
+        return self._release
+
+    def packages(self) -> list[BinaryPackage]:
+        """Every package of the configured components, in component then file order (cached)."""
+        if self._packages is None:
+            release = self.release()
+            found: list[BinaryPackage] = []
+            for component in self.components:
+                found += fetch_packages(self.getter, release, component, self.arch)
+            self._packages = found
+        return self._packages
+
+    def index(self) -> PackageIndex:
+        """The packages by name and by what they provide (built once)."""
+        if self._index is None:
+            self._index = PackageIndex(self.packages(), self.arch)
+        return self._index
+
+    def closure(self, roots: Iterable[str], *, essential: bool = False) -> list[PinnedPackage]:
+        """The pinned closure of ``roots`` (see ``debian_closure.closure``)."""
+        return closure(self.index(), roots, mirror=self.mirror, arch=self.arch, essential=essential)
