@@ -8,9 +8,11 @@ network, and their result must match the derivation's declared SHA-256.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import ssl
+import threading
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping
@@ -89,8 +91,82 @@ def _check_fetch_url_v1(params: Mapping[str, Any], drv: Derivation, where: str) 
         )
 
 
+def _fetch_url_v2(ctx: BuiltinContext) -> dict[str, Digest]:
+    """Download the first of ``params.urls`` that serves the pinned bytes; keep them.
+
+    Each URL gets the HTTP client's retries (connection errors, 5xx, 429,
+    truncated bodies, with backoff); a URL that fails for good, or serves other
+    bytes, hands over to the next (a mirror).  Size and SHA-256 are checked
+    while the bytes arrive; nothing is stored unless both match.
+    """
+    from seal.daemon.inputs.http import HttpError
+
+    params = ctx.drv.builder.params  # type: ignore[union-attr]
+    want, size = ctx.drv.fixed_sha256, params["size"]
+    target = ctx.scratch / "download"
+    failures: list[HttpError] = []
+    for url in params["urls"]:
+        if ctx.cancelled():
+            raise BuildFailed("cancelled")
+        ctx.log(f"fetching {url}\n".encode())
+        try:
+            with open(target, "wb") as out:
+                got = _http().download(url, out, want, size, artifact=ctx.drv.name)
+        except HttpError as exc:
+            ctx.log(f"  {exc.message}\n".encode())
+            failures.append(exc)
+            continue
+        ctx.log(f"fetched {got.size} bytes, sha256:{got.sha256}\n".encode())
+        stored = ctx.store.put_file(target)
+        os.unlink(target)
+        return {"out": stored}
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(target)
+    first = failures[0]
+    more = f" (and {len(failures) - 1} more URLs failed)" if len(failures) > 1 else ""
+    raise BuildFailed(f"{ctx.drv.name}: {first.message}{more}", hint=first.hint)
+
+
+_client_lock = threading.Lock()
+_client = None
+
+
+def _http():
+    """One HTTP client per daemon, so fetches share kept-alive connections."""
+    global _client
+    with _client_lock:
+        if _client is None:
+            from seal.daemon.inputs.http import HttpClient
+
+            _client = HttpClient()
+        return _client
+
+
+def _check_fetch_url_v2(params: Mapping[str, Any], drv: Derivation, where: str) -> None:
+    urls, size = params.get("urls"), params.get("size")
+    if (
+        set(params) != {"urls", "size"}
+        or not isinstance(urls, list)
+        or not urls
+        or not isinstance(size, int)
+        or isinstance(size, bool)
+        or size < 0
+    ):
+        raise InvalidDerivation(
+            'params is {"urls": ["<https URL>", <mirrors>...], "size": <bytes>}', where=where
+        )
+    for url in urls:
+        if not isinstance(url, str) or not url.startswith(("https://", "http://")):
+            raise InvalidDerivation(f"{url!r} is not an http(s) URL", where=where)
+    if drv.fixed_sha256 is None:
+        raise InvalidDerivation(
+            'fetch-url needs a declared hash: add "fixed": {"sha256": ...}', where=where
+        )
+
+
 _REGISTRY: dict[tuple[str, int], tuple[Builtin, Callable[..., None]]] = {
     ("fetch-url", 1): (_fetch_url_v1, _check_fetch_url_v1),
+    ("fetch-url", 2): (_fetch_url_v2, _check_fetch_url_v2),
 }
 
 

@@ -221,6 +221,8 @@ class Session:
 @dataclass
 class RealizerConfig:
     max_jobs: int = 2
+    # downloads (fixed-output builtins) wait on the network, not the CPU: their own slots
+    max_fetches: int = 8
     cores: int = field(default_factory=lambda: os.cpu_count() or 1)
     limits: Limits = field(default_factory=Limits)  # defaults, also the maxima a request may ask
 
@@ -233,6 +235,7 @@ class Realizer:
         self._lock = threading.Lock()
         self._jobs: dict[tuple[Digest, bool], _Job] = {}
         self._slots = threading.Semaphore(self.config.max_jobs)
+        self._fetch_slots = threading.Semaphore(self.config.max_fetches)
         self._stopping = threading.Event()
         interrupted = self.records.interrupted()
         if interrupted:
@@ -383,13 +386,14 @@ class Realizer:
     def _run_job(self, job: _Job) -> None:
         try:
             inputs = self._wait_inputs(job)
-            while not self._slots.acquire(timeout=0.2):
+            slots = self._fetch_slots if job.drv.is_fixed else self._slots
+            while not slots.acquire(timeout=0.2):
                 if job.cancel.is_set():
                     raise BuildCancelled("cancelled before it started")
             try:
                 self._build(job, inputs)
             finally:
-                self._slots.release()
+                slots.release()
         except (BuildFailed, BuildCancelled, InvalidDerivation, MissingInput) as exc:
             self._finish_unbuilt(job, exc.message)
         except Exception as exc:  # a bug: fail this build, keep the daemon

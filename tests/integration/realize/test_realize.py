@@ -222,6 +222,43 @@ def test_the_fetch_builtin_keeps_only_the_declared_bytes(builder, tmp_path, http
     assert f"expected sha256:{'0' * 64}, got sha256:{good}" in proc.stderr
 
 
+def test_fetch_url_v2_falls_back_to_a_mirror_and_checks_size_and_hash(
+    builder, tmp_path, http_files
+):
+    base, files = http_files
+    files["/good/b.whl"] = data = b"wheel bytes\n" * 300
+    files["/bad/b.whl"] = b"other bytes\n" * 300  # same size, other content
+    sha = hashlib.sha256(data).hexdigest()
+
+    def fetch(name: str, urls: list[str], size: int) -> str:
+        doc = {
+            "name": name,
+            "builder": {
+                "builtin": "fetch-url",
+                "version": 2,
+                "params": {"urls": urls, "size": size},
+            },
+            "fixed": {"sha256": sha},
+        }
+        path = tmp_path / f"{name}.json"
+        path.write_text(json.dumps(doc))
+        return str(path)
+
+    # the first URL is missing, the second serves other bytes, the third the pinned ones
+    urls = [f"{base}/gone/b.whl", f"{base}/bad/b.whl", f"{base}/good/b.whl"]
+    out = builder.seal("realize", fetch("b-whl", urls, len(data)))
+    assert out.stdout.strip().splitlines()[-1] == f"sha256:{sha}"
+    log = builder.seal("log", fetch("b-whl", urls, len(data))).stdout
+    assert "hash mismatch for b-whl" in log and log.rstrip().endswith(f"sha256:{sha}")
+
+    # no URL serves the pinned bytes: the first failure is named, nothing is stored
+    proc = builder.seal("-q", "realize", fetch("b-bad", urls[:2], len(data)), ok=False)
+    assert proc.returncode == 12 and "not found" in proc.stderr.lower(), proc.stderr
+    assert "1 more URLs failed" in proc.stderr
+    proc = builder.seal("-q", "realize", fetch("b-size", urls[2:], len(data) - 1), ok=False)
+    assert proc.returncode == 12 and "size" in proc.stderr.lower(), proc.stderr
+
+
 def test_max_jobs_1_runs_one_build_at_a_time(tmp_path, shell_root_dir):
     daemon = BuildDaemon(tmp_path / "store", args=["--max-jobs", "1"]).start()
     try:

@@ -138,6 +138,30 @@ def test_builtins_are_checked_by_name_version_and_params():
         builtins.validate(fetch(builder=bad))
 
 
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"urls": [], "size": 1},
+        {"urls": ["https://a/x"]},
+        {"urls": ["https://a/x"], "size": -1},
+        {"urls": ["https://a/x"], "size": True},
+        {"urls": ["https://a/x", "ftp://b/x"], "size": 1},
+        {"urls": "https://a/x", "size": 1},
+        {"urls": ["https://a/x"], "size": 1, "extra": 1},
+    ],
+)
+def test_fetch_url_v2_params_are_checked(params):
+    doc = {
+        "name": "w",
+        "builder": {"builtin": "fetch-url", "version": 2, "params": params},
+        "fixed": {"sha256": "00" * 32},
+    }
+    with pytest.raises(InvalidDerivation):
+        builtins.validate(parse(json.dumps(doc)))
+    doc["builder"]["params"] = {"urls": ["https://a/x", "http://mirror/x"], "size": 0}
+    builtins.validate(parse(json.dumps(doc)))
+
+
 def _doc(name: str, *deps: str) -> bytes:
     inputs = {f"d{i}": {"drv": dep} for i, dep in enumerate(deps)}
     return json.dumps(
