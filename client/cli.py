@@ -130,6 +130,44 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("drv", metavar="DRV", nargs="?", default="", help="only this derivation")
     p.add_argument("-n", "--limit", type=int, default=20, help="how many (default 20)")
 
+    p = verbs.add_parser(
+        "lock",
+        parents=[common],
+        help="pin every input of an image config: writes CONFIG.lock and pylock.NAME.toml",
+    )
+    p.add_argument("config", metavar="CONFIG", help="the image YAML")
+    p.add_argument(
+        "--check", action="store_true", help="write nothing; exit 1 if the lock is stale"
+    )
+    p.add_argument("--index-url", metavar="URL", help="PEP 691 simple index (default: PyPI)")
+    p.add_argument("--debian-mirror", metavar="URL", help="default https://deb.debian.org/debian")
+    p.add_argument("--debian-suite", metavar="SUITE", help="default bookworm")
+    p.add_argument(
+        "--keyring", metavar="FILE", help="check InRelease files against this gpgv keyring"
+    )
+    p.add_argument(
+        "--cpython-suite",
+        dest="cpython_suites",
+        action="append",
+        metavar="SUITE",
+        help="Debian suites to find the CPython source in (repeatable)",
+    )
+    p.add_argument(
+        "--cpython-signer",
+        dest="cpython_signers",
+        action="append",
+        metavar="X.Y=FINGERPRINT",
+        help="pin the OpenPGP key that signs CPython X.Y's sources (repeatable)",
+    )
+
+    p = verbs.add_parser(
+        "fetch", parents=[common], help="bring everything CONFIG.lock pins into the store"
+    )
+    p.add_argument("config", metavar="CONFIG", help="the image YAML (its .lock is read)")
+    p.add_argument(
+        "--offline", action="store_true", help="download nothing; list what the store lacks"
+    )
+
     daemon = verbs.add_parser(
         "daemon", help="run, start, stop or inspect the store's daemon", parents=[common]
     )
@@ -219,6 +257,8 @@ def run(args: argparse.Namespace, out: Renderer) -> int:
         backend = RemoteBackend(supervisor.connect)
         if args.verb == "store":
             return run_store(backend, args, out)
+        if args.verb in ("lock", "fetch"):
+            return run_inputs(supervisor.connect, args, out)
         from .builds import BuildBackend
 
         return run_build(BuildBackend(supervisor.connect, backend), args, out)
@@ -251,6 +291,30 @@ def run_build(backend, args: argparse.Namespace, out: Renderer) -> int:
         stream.flush()
     elif verb == "builds":
         out.builds(backend.builds(args.drv, args.limit))
+    return exitcodes.OK
+
+
+def run_inputs(connect, args: argparse.Namespace, out: Renderer) -> int:
+    from .inputs import InputsBackend
+
+    backend = InputsBackend(connect)
+    if args.verb == "fetch":
+        r = backend.fetch(args.config, offline=args.offline, on_event=out.fetch_event)
+        out.fetched(r)
+        return exitcodes.FAILED if r["missing"] else exitcodes.OK
+    sources = {
+        "index_url": args.index_url,
+        "debian_mirror": args.debian_mirror,
+        "debian_suite": args.debian_suite,
+        "keyring": args.keyring,
+        "cpython_suites": args.cpython_suites,
+        "cpython_signers": args.cpython_signers,
+    }
+    r = backend.lock(args.config, check=args.check, sources=sources)
+    if args.check:
+        out.lock_checked(r)
+        return exitcodes.FAILED if r["stale"] else exitcodes.OK
+    out.locked(r)
     return exitcodes.OK
 
 

@@ -207,6 +207,61 @@ class Renderer:
             extra = f" ({', '.join(c['differing'][:5])})" if c["differing"] else ""
             self.line(f"check (build {c['build_id']}): {verdict}{extra}")
 
+    def locked(self, r: dict) -> None:
+        if self.as_json:
+            return self.json(r)
+        counts = ", ".join(f"{n} {kind}" for kind, n in r["counts"].items())
+        self.note(f"locked {r['config']}: {counts or 'nothing'}")
+        self.line(r["lock"])
+        self.line(r["pylock"])
+
+    def lock_checked(self, r: dict) -> None:
+        if self.as_json:
+            return self.json(r)
+        if not r["stale"]:
+            self.note(f"{r['lock']} matches {r['config']}")
+            return
+        self.line(f"{r['lock']} is stale for {r['config']}:")
+        for why in r["stale"]:
+            self.line(f"  {why}")
+
+    def fetch_event(self, kind: str, ev: dict) -> None:
+        """A progress line on stderr (rewritten in place on a terminal)."""
+        if self.as_json or self.quiet:
+            return
+        if kind == "plan":
+            self._fetch = {"files": 0, "bytes": 0, "plan": ev}
+            return
+        state = getattr(self, "_fetch", None)
+        if state is None:
+            return
+        state["files"] += 1
+        state["bytes"] += ev["size"]
+        plan = state["plan"]
+        text = (
+            f"fetch: {state['files']}/{plan['artifacts']} files, "
+            f"{_size(state['bytes'])} of {_size(plan['bytes'])}"
+        )
+        if self.err.isatty():
+            self.err.write("\r" + text)
+            if state["files"] == plan["artifacts"]:
+                self.err.write("\n")
+        elif state["files"] == plan["artifacts"]:
+            self.err.write(text + "\n")
+
+    def fetched(self, r: dict) -> None:
+        if self.as_json:
+            return self.json(r)
+        if r["missing"]:
+            self.line(f"the store lacks {len(r['missing'])} artifacts of {r['lock']}:")
+            for a in r["missing"]:
+                self.line(f"  {a['kind']:14} {a['filename']}  {a['digest']}")
+            return
+        self.note(
+            f"fetched {r.get('fetched', 0)} artifacts ({_size(r.get('fetched_bytes', 0))}); "
+            f"{r.get('present', 0)} were in the store already"
+        )
+
     def builds(self, items: list[dict]) -> None:
         if self.as_json:
             return self.json(items)

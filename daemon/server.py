@@ -49,10 +49,11 @@ from seal.daemon.services import (
     DaemonServicer,
     Identity,
     InFlight,
+    InputsServicer,
     QueryServicer,
     StoreServicer,
 )
-from seal.proto.v1 import build_pb2_grpc
+from seal.proto.v1 import build_pb2_grpc, inputs_pb2_grpc
 from seal.proto.v1 import store_pb2_grpc as pb_grpc
 from seal.store import Store, StoreError, StoreLocked, StoreVersionError
 from seal.store.layout import FORMAT_VERSION, SOCKET_NAME, socket_path
@@ -63,7 +64,14 @@ DEFAULT_GRACE = 5.0  # seconds in-flight calls may run after a stop request
 _STRAGGLER_WAIT = 10.0  # then how long to wait for handler threads still running
 MAX_MESSAGE = 2 << 20  # 1 MiB payloads plus framing; larger messages: RESOURCE_EXHAUSTED
 MAX_WORKERS = 32
-SERVICE_NAMES = ("", "seal.v1.Store", "seal.v1.Daemon", "seal.v1.Build", "seal.v1.Query")
+SERVICE_NAMES = (
+    "",
+    "seal.v1.Store",
+    "seal.v1.Daemon",
+    "seal.v1.Build",
+    "seal.v1.Query",
+    "seal.v1.Inputs",
+)
 _MAX_SUN_PATH = 107  # sun_path is 108 bytes with the NUL
 
 # Exit codes of the daemon process; the same numbers as the CLI's (client/exitcodes.py).
@@ -164,6 +172,7 @@ def create_server(
         realizer = Realizer(store, realizer_config or RealizerConfig())
         build_pb2_grpc.add_BuildServicer_to_server(BuildServicer(realizer, in_flight), server)
         build_pb2_grpc.add_QueryServicer_to_server(QueryServicer(realizer, in_flight), server)
+        inputs_pb2_grpc.add_InputsServicer_to_server(InputsServicer(realizer, in_flight), server)
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
         listener.bind(server)
         _report_sandbox()

@@ -11,6 +11,8 @@
     trees/<hex>/             materialized trees: directories of hardlinks to objects
                              (every directory has the mtime OBJECT_MTIME too)
     keys/                    signing keys
+    cache/<name>/            data derived from the network that the daemon may drop at any
+                             time (e.g. wheels' METADATA by the wheel's SHA-256)
     lock                     the writer lock (flock), holding the writer's pid
 """
 
@@ -57,6 +59,7 @@ class Layout:
         self.tmp = self.root / "tmp"
         self.trees = self.root / "trees"
         self.keys = self.root / "keys"
+        self.cache = self.root / "cache"
         self.lock = self.root / "lock"
         self._objects_str = str(self.objects)
 

@@ -399,6 +399,13 @@ class Store:
         self._require_writable()
         return Path(tempfile.mkdtemp(prefix=prefix, dir=self._tmp_dir))
 
+    def cache_dir(self, name: str) -> Path:
+        """``cache/<name>/`` (made if missing): derived data, safe to delete at any time."""
+        self._require_writable()
+        path = self.layout.cache / name
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
     def records(self, table: str) -> RecordTable:
         """A named record table (realisations, checks, builds, sources) in the store's LMDB."""
         found = self._tables.get(table)

@@ -124,7 +124,8 @@ def _fetch_url_v2(ctx: BuiltinContext) -> dict[str, Digest]:
         os.unlink(target)
     first = failures[0]
     more = f" (and {len(failures) - 1} more URLs failed)" if len(failures) > 1 else ""
-    raise BuildFailed(f"{ctx.drv.name}: {first.message}{more}", hint=first.hint)
+    named = first.message if ctx.drv.name in first.message else f"{ctx.drv.name}: {first.message}"
+    raise BuildFailed(named + more, hint=first.hint)
 
 
 _client_lock = threading.Lock()

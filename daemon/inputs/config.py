@@ -97,7 +97,9 @@ class ConfigError(DaemonError, ValueError):
         kind: str = "invalid",
         hint: str | None = None,
     ):
-        super().__init__(message, hint=hint)
+        # ``message`` (what clients see) carries the location; ``detail`` is the bare text
+        super().__init__(f"{file}:{line}:{column}: {message}", hint=hint)
+        self.detail = message
         self.file = file
         self.line = line
         self.column = column
@@ -105,7 +107,7 @@ class ConfigError(DaemonError, ValueError):
         self.problems: tuple[ConfigError, ...] = (self,)
 
     def __str__(self) -> str:
-        return f"{self.file}:{self.line}:{self.column}: {self.message}"
+        return self.message
 
     def render(self) -> str:
         """Every problem, one per line, each followed by its hint when it has one."""

@@ -6,6 +6,7 @@
 
 from .build import BuildServicer, QueryServicer
 from .daemon import DaemonServicer, Identity
+from .inputs import InputsServicer
 from .status import HINT_KEY, REASON_KEY, InFlight, code_for, mapped
 from .store import StoreServicer
 
@@ -16,6 +17,7 @@ __all__ = [
     "HINT_KEY",
     "Identity",
     "InFlight",
+    "InputsServicer",
     "REASON_KEY",
     "StoreServicer",
     "code_for",

@@ -23,6 +23,8 @@ import threading
 import grpc
 
 from seal.daemon import errors as daemon_errors
+from seal.daemon.inputs.config import ConfigError
+from seal.daemon.inputs.lockfile import LockError
 from seal.store import errors as store_errors
 from seal.store.tree import MalformedTree
 
@@ -49,6 +51,8 @@ _CODES: list[tuple[type[Exception], grpc.StatusCode]] = [
     # the store raises its base class for a few refusals (read-only, a recorded
     # object whose file is gone, ...): the store's state, not the request, is at fault
     (store_errors.StoreError, _C.FAILED_PRECONDITION),
+    (ConfigError, _C.INVALID_ARGUMENT),
+    (LockError, _C.INVALID_ARGUMENT),
     (daemon_errors.InvalidRequest, _C.INVALID_ARGUMENT),
     (daemon_errors.InvalidRootName, _C.INVALID_ARGUMENT),
     (daemon_errors.TooLarge, _C.RESOURCE_EXHAUSTED),

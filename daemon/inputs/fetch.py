@@ -1,0 +1,117 @@
+"""What fetching a lock means, as data: one fixed-output derivation per artifact.
+
+A pinned artifact's SHA-256 is also its store digest (the store names a blob
+by the SHA-256 of its bytes), so "is it fetched?" is "does the store hold that
+digest?", and ``--offline`` needs no network and no records.  Each download
+is a ``fetch-url`` v2 derivation (every URL of the artifact, mirrors after the
+first; the pinned size and hash), which the realizer runs at most once at a
+time however many clients ask.  This module only writes the documents; the
+services hand them to the realizer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from .cpython import CPythonSourceError, signing_keyring
+from .lockfile import Artifact, Lock
+from .signature import SignatureResult, verify_detached
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9+_.@-]")
+_NAME_MAX = 128
+
+
+@dataclass(frozen=True)
+class Pin:
+    """What a fetch needs of one artifact: where, and which bytes."""
+
+    kind: str
+    name: str
+    version: str
+    filename: str
+    urls: tuple[str, ...]
+    sha256: str
+    size: int
+
+
+def derivation_name(pin: Pin) -> str:
+    """``fetch-<filename>``, reduced to the characters a derivation name may hold."""
+    name = "fetch-" + _UNSAFE.sub("_", pin.filename or f"{pin.name}-{pin.version}")
+    return name[:_NAME_MAX]
+
+
+def derivation_document(pin: Pin) -> bytes:
+    """The fetch-url v2 derivation (JSON) that downloads ``pin`` and checks it."""
+    doc = {
+        "name": derivation_name(pin),
+        "builder": {
+            "builtin": "fetch-url",
+            "version": 2,
+            "params": {"urls": list(pin.urls), "size": pin.size},
+        },
+        "fixed": {"sha256": pin.sha256},
+    }
+    return json.dumps(doc, sort_keys=True).encode()
+
+
+def distinct(pins: Iterable[Pin]) -> list[Pin]:
+    """One pin per SHA-256 (the same file locked twice is fetched once), in lock order."""
+    seen: set[str] = set()
+    out = []
+    for pin in pins:
+        if pin.sha256 not in seen:
+            seen.add(pin.sha256)
+            out.append(pin)
+    return out
+
+
+def verify_signed(
+    lock: Lock, path_of: Callable[[str], str], scratch: Path
+) -> list[tuple[Artifact, SignatureResult]]:
+    """Check every signed artifact of ``lock`` (fetched: ``path_of(sha256)`` is its file).
+
+    The signer's key comes from the lock's signing-key artifact (a debian.tar.xz
+    holding upstream's key), which must hold the key the lock recorded; the
+    signature must be by the pinned fingerprint.  Raises CPythonSourceError or
+    signature.SignatureError.
+    """
+    by_filename = {a.filename: a for a in lock.artifacts}
+    keys = [a for a in lock.artifacts if a.kind == "signing-key"]
+    results = []
+    for artifact in lock.artifacts:
+        if artifact.signer is None or artifact.signature is None:
+            continue
+        signature = by_filename[artifact.signature]
+        keyring = _keyring(keys, artifact, path_of, scratch)
+        result = verify_detached(
+            path_of(artifact.sha256), path_of(signature.sha256), keyring, artifact.signer
+        )
+        results.append((artifact, result))
+    return results
+
+
+def _keyring(
+    keys: list[Artifact], artifact: Artifact, path_of: Callable[[str], str], scratch: Path
+) -> Path:
+    for key in keys:
+        if key.role != artifact.role:
+            continue
+        keyring = scratch / f"{key.sha256}.gpg"
+        if not keyring.exists():
+            with open(path_of(key.sha256), "rb") as f:
+                armored, _ = signing_keyring(f.read(), keyring, name=key.filename)
+            want = key.details.get("key_sha256")
+            if want and hashlib.sha256(armored).hexdigest() != want:
+                raise CPythonSourceError(
+                    f"the signing key in {key.filename} is not the one the lock recorded",
+                    reason="cpython-hash-mismatch",
+                )
+        return keyring
+    raise CPythonSourceError(
+        f"the lock has no signing key for {artifact.label}", reason="cpython-signing-key-missing"
+    )

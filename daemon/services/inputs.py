@@ -1,0 +1,150 @@
+"""The seal.v1.Inputs servicer: lock a config, fetch a lock's artifacts into the store.
+
+Locking is ``seal.daemon.inputs.locker``'s; fetching hands one fixed-output
+derivation per artifact (``seal.daemon.inputs.fetch``) to the realizer, so a
+download two clients ask for runs once, and a pinned artifact's SHA-256 is
+its store digest: what the store holds is already fetched.
+"""
+
+from __future__ import annotations
+
+import shutil
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+
+from seal.daemon.build.realizer import Realizer, ResultEvent
+from seal.daemon.inputs import fetch as fetching
+from seal.daemon.inputs import locker, lockfile
+from seal.proto.v1 import inputs_pb2 as pb
+from seal.proto.v1 import inputs_pb2_grpc as pb_grpc
+from seal.store import Digest
+
+from .status import InFlight, mapped
+
+FETCH_THREADS = 8  # sessions waiting on downloads at once (the realizer bounds the downloads)
+
+
+def _sources(msg: pb.Sources) -> locker.Sources:
+    defaults = locker.Sources()
+    return locker.Sources(
+        pypi_index=msg.pypi_index or defaults.pypi_index,
+        debian_mirror=msg.debian_mirror or defaults.debian_mirror,
+        debian_suite=msg.debian_suite or defaults.debian_suite,
+        debian_keyring=bytes(msg.debian_keyring) or None,
+        cpython_suites=tuple(msg.cpython_suites) or defaults.cpython_suites,
+        cpython_signers=tuple(sorted(msg.cpython_signers.items())),
+    )
+
+
+def _pin(artifact: lockfile.Artifact) -> fetching.Pin:
+    return fetching.Pin(
+        kind=artifact.kind,
+        name=artifact.name,
+        version=artifact.version,
+        filename=artifact.filename,
+        urls=tuple(artifact.urls),
+        sha256=artifact.sha256,
+        size=artifact.size,
+    )
+
+
+def _artifact_pb(pin: fetching.Pin, url: str = "") -> pb.FetchArtifact:
+    return pb.FetchArtifact(
+        kind=pin.kind,
+        name=pin.name,
+        version=pin.version,
+        filename=pin.filename,
+        digest=f"sha256:{pin.sha256}",
+        size=pin.size,
+        url=url,
+    )
+
+
+class InputsServicer(pb_grpc.InputsServicer):
+    def __init__(self, realizer: Realizer, in_flight: InFlight):
+        self._realizer = realizer
+        self._store = realizer.store
+        self.in_flight = in_flight
+
+    @mapped
+    def Lock(self, request, context):
+        config = request.config_text.decode("utf-8", "replace")
+        sources = _sources(request.sources)
+        if request.check:
+            lock_text = request.current_lock.decode("utf-8", "replace")
+            lock_file = request.config_file + ".lock"
+            stale = locker.check(config, request.config_file, lock_text, lock_file)
+            return pb.LockResponse(stale=stale)
+        scratch = self._store.scratch_dir("lock-")
+        cache = self._store.cache_dir("pypi-metadata")
+        try:
+            result = locker.lock(config, request.config_file, sources, scratch, cache)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        return pb.LockResponse(
+            lock_text=result.lock_text.encode(),
+            pylock_text=result.pylock_text.encode(),
+            counts=result.counts,
+        )
+
+    @mapped
+    def Fetch(self, request, context):
+        lock = lockfile.loads(request.lock_text.decode("utf-8", "replace"), request.lock_file)
+        pins = fetching.distinct(_pin(a) for a in lock.artifacts)
+        have = {p.sha256 for p in pins if self._store.has(Digest.from_hex(p.sha256))}
+        todo = [p for p in pins if p.sha256 not in have]
+        yield pb.FetchEvent(
+            plan=pb.FetchPlan(
+                artifacts=len(pins),
+                bytes=sum(p.size for p in pins),
+                present=len(have),
+                present_bytes=sum(p.size for p in pins if p.sha256 in have),
+            )
+        )
+        if request.offline:
+            missing = [_artifact_pb(p) for p in todo]
+            yield pb.FetchEvent(report=pb.FetchReport(present=len(have), missing=missing))
+            return
+        for pin in pins:
+            if pin.sha256 in have:
+                yield pb.FetchEvent(done=_artifact_pb(pin))
+        fetched = 0
+        sessions: list = []
+        context.add_callback(lambda: [s.cancel() for s in list(sessions)])
+        with ThreadPoolExecutor(FETCH_THREADS, thread_name_prefix="seal-fetch") as pool:
+            futures = {pool.submit(self._fetch_one, pin, sessions): pin for pin in todo}
+            pending = set(futures)
+            try:
+                while pending:
+                    done, pending = wait(pending, return_when=FIRST_EXCEPTION)
+                    for future in done:
+                        pin = futures[future]
+                        future.result()  # the first failure ends the call
+                        fetched += pin.size
+                        yield pb.FetchEvent(done=_artifact_pb(pin, pin.urls[0]))
+            except BaseException:
+                for future in pending:
+                    future.cancel()
+                for session in list(sessions):  # downloads nobody else waits for stop
+                    session.cancel()
+                raise
+        scratch = self._store.scratch_dir("verify-")
+        try:  # signatures: checked on every fetch, whoever downloaded the files
+            fetching.verify_signed(lock, self._object_path, scratch)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        yield pb.FetchEvent(
+            report=pb.FetchReport(fetched=len(todo), fetched_bytes=fetched, present=len(have))
+        )
+
+    def _object_path(self, sha256: str) -> str:
+        return self._store.layout.object_path(Digest.from_hex(sha256))
+
+    def _fetch_one(self, pin: fetching.Pin, sessions: list) -> Digest:
+        name = fetching.derivation_name(pin)
+        target = self._realizer.add_documents({name: fetching.derivation_document(pin)}, name)
+        session = self._realizer.session(target)
+        sessions.append(session)
+        for event in session:
+            if isinstance(event, ResultEvent):
+                return event.outputs["out"]
+        raise AssertionError("a realize session ended without a result")  # pragma: no cover
