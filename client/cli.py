@@ -167,6 +167,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--offline", action="store_true", help="download nothing; list what the store lacks"
     )
+    p.add_argument(
+        "--pylock",
+        metavar="FILE",
+        help="also write a pylock.toml (PEP 751) whose wheels are the store's files",
+    )
 
     daemon = verbs.add_parser(
         "daemon", help="run, start, stop or inspect the store's daemon", parents=[common]
@@ -299,7 +304,9 @@ def run_inputs(connect, args: argparse.Namespace, out: Renderer) -> int:
 
     backend = InputsBackend(connect)
     if args.verb == "fetch":
-        r = backend.fetch(args.config, offline=args.offline, on_event=out.fetch_event)
+        r = backend.fetch(
+            args.config, offline=args.offline, on_event=out.fetch_event, pylock=args.pylock
+        )
         out.fetched(r)
         return exitcodes.FAILED if r["missing"] else exitcodes.OK
     sources = {

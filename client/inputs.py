@@ -101,8 +101,20 @@ class InputsBackend:
             "counts": dict(sorted(r.counts.items())),
         }
 
-    def fetch(self, config: str, *, offline: bool, on_event: Callable[[str, dict], None]) -> dict:
-        """Fetch what ``<config>.lock`` names into the store; the report as a dict."""
+    def fetch(
+        self,
+        config: str,
+        *,
+        offline: bool,
+        on_event: Callable[[str, dict], None],
+        pylock: str | None = None,
+    ) -> dict:
+        """Fetch what ``<config>.lock`` names into the store; the report as a dict.
+
+        With ``pylock``, also write there a pylock.toml whose wheels are the store's files.
+        """
+        if pylock is not None:
+            _check_pylock_name(Path(pylock))
         lock = lock_path(Path(config))
         if not lock.exists():
             raise ClientError(
@@ -112,7 +124,10 @@ class InputsBackend:
                 exit_code=exitcodes.NOT_FOUND,
             )
         request = pb.FetchRequest(
-            lock_file=str(lock), lock_text=_read(lock, "lock file", MAX_LOCK), offline=offline
+            lock_file=str(lock),
+            lock_text=_read(lock, "lock file", MAX_LOCK),
+            offline=offline,
+            pylock_store_paths=pylock is not None,
         )
         report: dict = {"lock": str(lock), "missing": []}
         with translated():
@@ -138,7 +153,21 @@ class InputsBackend:
                         present=r.present,
                         missing=[_artifact(a) for a in r.missing],
                     )
+                    if r.pylock_text:
+                        _write_atomically(Path(pylock), r.pylock_text)
+                        report["pylock"] = pylock
         return report
+
+
+def _check_pylock_name(path: Path) -> None:
+    """PEP 751: ``pylock.toml`` or ``pylock.<name>.toml`` (installers refuse other names)."""
+    parts = path.name.split(".")
+    if parts[0] != "pylock" or parts[-1] != "toml" or len(parts) not in (2, 3) or "" in parts:
+        raise ClientError(
+            f"--pylock {path}: PEP 751 names the file pylock.toml or pylock.NAME.toml",
+            reason="invalid-option",
+            exit_code=exitcodes.BAD_INPUT,
+        )
 
 
 def _artifact(a: pb.FetchArtifact) -> dict:

@@ -8,13 +8,13 @@ it names are still present.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 import lmdb
 
 from .db import MetaDB
 
-TABLES = frozenset({b"realisations", b"checks", b"builds", b"sources"})
+TABLES = frozenset({b"realisations", b"checks", b"builds", b"sources", b"fetches"})
 
 
 class RecordTable:
@@ -41,6 +41,12 @@ class RecordTable:
     def put(self, key: bytes, value: bytes) -> None:
         with self.env.begin(write=True, db=self._db) as txn:
             txn.put(key, value)
+
+    def put_many(self, items: Iterable[tuple[bytes, bytes]]) -> None:
+        """Store every (key, value) in one transaction (one sync, not one per record)."""
+        with self.env.begin(write=True, db=self._db) as txn:
+            for key, value in items:
+                txn.put(key, value)
 
     def append(self, make: Callable[[int], bytes]) -> int:
         """Store ``make(n)`` under the next integer key ``n`` (8 bytes, big-endian); return ``n``.

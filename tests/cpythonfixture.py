@@ -102,28 +102,32 @@ class SourcePkg:
 
 def python313(rm: ReleaseManager, *, version: str = "3.13.5", **switches) -> SourcePkg:
     """A python3.13 source package; switches: key=, sig_key=, sig_at=, no_key=, tamper=."""
+    return python_source(rm, version=version, **switches)
+
+
+def python_source(rm: ReleaseManager, *, version: str, **switches) -> SourcePkg:
+    """A ``pythonX.Y`` source package of upstream ``version`` (switches: see python313)."""
     upstream = version.split("-")[0]
+    name = "python" + ".".join(upstream.split(".")[:2])
     tarball = tar_xz({f"Python-{upstream}/README.rst": f"This is Python {upstream}\n".encode()})
     asc = rm.sign(tarball, switches.get("sig_key"), switches.get("sig_at"))
     key = rm.public(switches.get("key"))
-    debian = {"debian/changelog": b"python3.13 (3.13.5-2) unstable\n"}
+    debian = {"debian/changelog": f"{name} ({version}-2) unstable\n".encode()}
     if not switches.get("no_key"):
         debian["debian/upstream/signing-key.asc"] = key
     files = {
-        f"python3.13_{version}.dsc": b"Format: 3.0 (quilt)\n",
-        f"python3.13_{upstream}.orig.tar.xz": tarball,
-        f"python3.13_{upstream}.orig.tar.xz.asc": asc,
-        f"python3.13_{version}-2.debian.tar.xz": tar_xz(debian),
+        f"{name}_{version}.dsc": b"Format: 3.0 (quilt)\n",
+        f"{name}_{upstream}.orig.tar.xz": tarball,
+        f"{name}_{upstream}.orig.tar.xz.asc": asc,
+        f"{name}_{version}-2.debian.tar.xz": tar_xz(debian),
     }
-    pkg = SourcePkg("python3.13", f"{version}-2", files)
+    pkg = SourcePkg(name, f"{version}-2", files)
     tamper = switches.get("tamper")
     if tamper == "pool":  # the pool serves other bytes than the index lists
-        pkg.served = {
-            f"python3.13_{upstream}.orig.tar.xz": tarball.replace(b"\xfd7zXZ", b"\xfd7zXY")
-        }
+        pkg.served = {f"{name}_{upstream}.orig.tar.xz": tarball.replace(b"\xfd7zXZ", b"\xfd7zXY")}
     elif tamper == "index":  # index and pool agree on bytes the signature does not cover
         evil = tar_xz({f"Python-{upstream}/README.rst": b"evil\n"})
-        pkg.files[f"python3.13_{upstream}.orig.tar.xz"] = evil
+        pkg.files[f"{name}_{upstream}.orig.tar.xz"] = evil
     return pkg
 
 

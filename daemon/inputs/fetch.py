@@ -70,6 +70,15 @@ def distinct(pins: Iterable[Pin]) -> list[Pin]:
     return out
 
 
+def url_records(pins: Iterable[Pin]) -> list[tuple[bytes, bytes]]:
+    """(URL, record) pairs for fetched pins: which digest a URL gave (its first URL)."""
+    out = []
+    for pin in pins:
+        record = {"digest": f"sha256:{pin.sha256}", "size": pin.size, "filename": pin.filename}
+        out.append((pin.urls[0].encode(), json.dumps(record, sort_keys=True).encode()))
+    return out
+
+
 def verify_signed(
     lock: Lock, path_of: Callable[[str], str], scratch: Path
 ) -> list[tuple[Artifact, SignatureResult]]:

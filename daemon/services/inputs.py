@@ -13,7 +13,7 @@ from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 
 from seal.daemon.build.realizer import Realizer, ResultEvent
 from seal.daemon.inputs import fetch as fetching
-from seal.daemon.inputs import locker, lockfile
+from seal.daemon.inputs import locker, lockfile, pylock
 from seal.proto.v1 import inputs_pb2 as pb
 from seal.proto.v1 import inputs_pb2_grpc as pb_grpc
 from seal.store import Digest
@@ -21,6 +21,7 @@ from seal.store import Digest
 from .status import InFlight, mapped
 
 FETCH_THREADS = 8  # sessions waiting on downloads at once (the realizer bounds the downloads)
+FETCH_RECORDS = "fetches"  # URL -> the digest (and size) it gave, JSON
 
 
 def _sources(msg: pb.Sources) -> locker.Sources:
@@ -102,7 +103,10 @@ class InputsServicer(pb_grpc.InputsServicer):
         )
         if request.offline:
             missing = [_artifact_pb(p) for p in todo]
-            yield pb.FetchEvent(report=pb.FetchReport(present=len(have), missing=missing))
+            report = pb.FetchReport(present=len(have), missing=missing)
+            if request.pylock_store_paths and not missing:
+                report.pylock_text = self._pylock(lock)
+            yield pb.FetchEvent(report=report)
             return
         for pin in pins:
             if pin.sha256 in have:
@@ -127,14 +131,21 @@ class InputsServicer(pb_grpc.InputsServicer):
                 for session in list(sessions):  # downloads nobody else waits for stop
                     session.cancel()
                 raise
+        if todo:
+            self._store.records(FETCH_RECORDS).put_many(fetching.url_records(todo))
         scratch = self._store.scratch_dir("verify-")
         try:  # signatures: checked on every fetch, whoever downloaded the files
             fetching.verify_signed(lock, self._object_path, scratch)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
-        yield pb.FetchEvent(
-            report=pb.FetchReport(fetched=len(todo), fetched_bytes=fetched, present=len(have))
-        )
+        report = pb.FetchReport(fetched=len(todo), fetched_bytes=fetched, present=len(have))
+        if request.pylock_store_paths:
+            report.pylock_text = self._pylock(lock)
+        yield pb.FetchEvent(report=report)
+
+    def _pylock(self, lock: lockfile.Lock) -> bytes:
+        paths = {w.filename: self._object_path(w.sha256) for w in lock.select(kind="wheel")}
+        return pylock.export(lock, paths=paths).encode()
 
     def _object_path(self, sha256: str) -> str:
         return self._store.layout.object_path(Digest.from_hex(sha256))

@@ -63,14 +63,16 @@ class LockResponse(_message.Message):
     def __init__(self, lock_text: _Optional[bytes] = ..., pylock_text: _Optional[bytes] = ..., stale: _Optional[_Iterable[str]] = ..., counts: _Optional[_Mapping[str, int]] = ...) -> None: ...
 
 class FetchRequest(_message.Message):
-    __slots__ = ("lock_file", "lock_text", "offline")
+    __slots__ = ("lock_file", "lock_text", "offline", "pylock_store_paths")
     LOCK_FILE_FIELD_NUMBER: _ClassVar[int]
     LOCK_TEXT_FIELD_NUMBER: _ClassVar[int]
     OFFLINE_FIELD_NUMBER: _ClassVar[int]
+    PYLOCK_STORE_PATHS_FIELD_NUMBER: _ClassVar[int]
     lock_file: str
     lock_text: bytes
     offline: bool
-    def __init__(self, lock_file: _Optional[str] = ..., lock_text: _Optional[bytes] = ..., offline: _Optional[bool] = ...) -> None: ...
+    pylock_store_paths: bool
+    def __init__(self, lock_file: _Optional[str] = ..., lock_text: _Optional[bytes] = ..., offline: _Optional[bool] = ..., pylock_store_paths: _Optional[bool] = ...) -> None: ...
 
 class FetchArtifact(_message.Message):
     __slots__ = ("kind", "name", "version", "filename", "digest", "size", "url")
@@ -103,16 +105,18 @@ class FetchPlan(_message.Message):
     def __init__(self, artifacts: _Optional[int] = ..., bytes: _Optional[int] = ..., present: _Optional[int] = ..., present_bytes: _Optional[int] = ...) -> None: ...
 
 class FetchReport(_message.Message):
-    __slots__ = ("fetched", "fetched_bytes", "present", "missing")
+    __slots__ = ("fetched", "fetched_bytes", "present", "missing", "pylock_text")
     FETCHED_FIELD_NUMBER: _ClassVar[int]
     FETCHED_BYTES_FIELD_NUMBER: _ClassVar[int]
     PRESENT_FIELD_NUMBER: _ClassVar[int]
     MISSING_FIELD_NUMBER: _ClassVar[int]
+    PYLOCK_TEXT_FIELD_NUMBER: _ClassVar[int]
     fetched: int
     fetched_bytes: int
     present: int
     missing: _containers.RepeatedCompositeFieldContainer[FetchArtifact]
-    def __init__(self, fetched: _Optional[int] = ..., fetched_bytes: _Optional[int] = ..., present: _Optional[int] = ..., missing: _Optional[_Iterable[_Union[FetchArtifact, _Mapping]]] = ...) -> None: ...
+    pylock_text: bytes
+    def __init__(self, fetched: _Optional[int] = ..., fetched_bytes: _Optional[int] = ..., present: _Optional[int] = ..., missing: _Optional[_Iterable[_Union[FetchArtifact, _Mapping]]] = ..., pylock_text: _Optional[bytes] = ...) -> None: ...
 
 class FetchEvent(_message.Message):
     __slots__ = ("plan", "done", "report")

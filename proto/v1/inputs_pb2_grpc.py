@@ -64,9 +64,11 @@ class InputsServicer:
     def Fetch(self, request, context):
         """Bring every artifact of a lock into the store. Each download is a
         fixed-output derivation, so two clients fetching the same artifact share
-        one download. The stream carries the plan, one event per artifact as it
-        is done, then a report. With offline, nothing is downloaded: the report
-        lists what the store lacks.
+        one download; the daemon records which URL gave which digest (its
+        "fetches" records) and checks signed artifacts' signatures. The stream
+        carries the plan, one event per artifact as it is done, then a report.
+        With offline, nothing is downloaded: the report lists what the store
+        lacks.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -18,7 +19,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from cpythonfixture import python313, release_manager, write_suite
+from cpythonfixture import python_source, release_manager, write_suite
 from debfixture import Deb, make_repo, serve, signing_keys
 from pypifixture import PyPIFixture
 from sealtest import daemon_pids
@@ -61,11 +62,11 @@ def _pypi(root: Path) -> PyPIFixture:
     return pypi
 
 
-def _mirror(tmp: Path, rm, *, tamper: str = "", **switches) -> Path:
+def _mirror(tmp: Path, rm, *, tamper: str = "", python: str = "3.13.5", **switches) -> Path:
     debs = [Deb(name) for name in sorted({*TOOLCHAIN, *RUNTIME})]
     debs.append(Deb("dash", essential=True, priority="required"))
     repo = make_repo(tmp, debs, signing_keys(), **switches)
-    write_suite(repo.root, "trixie", [python313(rm, tamper=tamper)])
+    write_suite(repo.root, "trixie", [python_source(rm, version=python, tamper=tamper)])
     return repo.root
 
 
@@ -91,7 +92,7 @@ class World:
         self.mirror = mirror
         self.fingerprint = fingerprint
 
-    def options(self, mirror: str | None = None) -> list[str]:
+    def options(self, mirror: str | None = None, series: str = "3.13") -> list[str]:
         return [
             "--index-url",
             self.pypi.index_url,
@@ -102,7 +103,7 @@ class World:
             "--cpython-suite",
             "trixie",
             "--cpython-signer",
-            f"3.13={self.fingerprint}",
+            f"{series}={self.fingerprint}",
         ]
 
 
@@ -302,6 +303,39 @@ def test_fetch_checks_the_cpython_signature(tmp_path, rm, world, store):
         seal(store, "lock", str(config), *world.options(mirror))
         proc = seal(store, "--json", "fetch", str(config), ok=False)
     assert json.loads(proc.stderr)["error"]["reason"] == "signature-bad", proc.stderr
+
+
+def test_uv_installs_the_fetched_wheels_offline_from_the_pylock(tmp_path, rm, world, store):
+    """A lock for this very interpreter, so uv can install it: the store's files, no network."""
+    uv = shutil.which("uv") or str(Path(sys.executable).with_name("uv"))
+    if not os.path.exists(uv):
+        pytest.skip("uv is not installed (pip install uv)")
+    host = ".".join(map(str, sys.version_info[:3]))
+    config = tmp_path / "uvdemo.yaml"
+    config.write_text(CONFIG.replace("3.13.5", host).replace("  native: 2.0\n", ""))
+    series = ".".join(host.split(".")[:2])
+    with serve(_mirror(tmp_path, rm, python=host)) as mirror:
+        seal(store, "lock", str(config), *world.options(mirror, series))
+        pylock = tmp_path / "pylock.uvdemo-store.toml"
+        seal(store, "-q", "fetch", str(config), "--pylock", str(pylock))
+    text = pylock.read_text()
+    assert "url =" not in text and str(store) in text  # the store's files, not PyPI's
+    site = tmp_path / "site"
+    env = {**os.environ, "UV_PYTHON_DOWNLOADS": "never", "UV_NO_CONFIG": "1"}
+    proc = subprocess.run(
+        [uv, "pip", "install", "--offline", "--cache-dir", str(tmp_path / "uv-cache")]
+        + ["--python", sys.executable, "--target", str(site), "-r", str(pylock)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    installed = {p.name.split("-")[0] for p in site.glob("*.dist-info")}
+    expected = {"app", "fast_dep", "lib"}
+    if sys.version_info < (3, 12):  # app needs oldpy on such a target (the 3.13 lock has not)
+        expected.add("oldpy")
+    assert installed == expected
 
 
 def test_the_fetched_wheels_hash_as_locked(locked, store):
