@@ -50,6 +50,7 @@ CPYTHON_TTL = 600.0  # seconds a daemon reuses the CPython suites' verified Sour
 TOOLCHAIN = (
     "gcc",
     "make",
+    "mawk",  # configure's config.status runs awk (Priority required, not Essential)
     "libc6-dev",
     "pkg-config",
     "xz-utils",
@@ -63,6 +64,7 @@ TOOLCHAIN = (
     "libreadline-dev",
     "uuid-dev",
     "libgdbm-dev",
+    "libgdbm-compat-dev",  # dbm.ndbm
     "libexpat1-dev",
 )
 RUNTIME = (
