@@ -48,14 +48,13 @@ from types import MappingProxyType
 
 from ..errors import DaemonError
 from .debian_closure import compare_versions
-from .debian_packages import check_bytes
+from .debian_packages import best_entry, check_bytes
 from .debian_release import (
     DEFAULT_KEYRING,
     DEFAULT_MIRROR,
     Getter,
     IndexFile,
     IndexHashMismatch,
-    IndexMissing,
     Release,
     ReleaseError,
     fetch_release,
@@ -68,7 +67,6 @@ DEFAULT_SUITES = ("bookworm", "trixie", "sid")
 SIGNING_KEY_MEMBER = "debian/upstream/signing-key.asc"
 _VERSION = re.compile(r"(\d+)\.(\d+)\.(\d+)")
 _PACKAGE = re.compile(r"python(\d+)\.(\d+)")
-_SOURCES_FORMS = (".xz", ".gz", "")
 _TARBALL_SUFFIXES = {".tar.xz": ".tar.xz", ".tar.gz": ".tgz"}  # Debian's -> python.org's
 
 
@@ -278,15 +276,7 @@ def sources_entry(release: Release, component: str = "main") -> IndexFile:
     Raises:
         IndexMissing: the Release lists no Sources index for the component.
     """
-    base = f"{component}/source/Sources"
-    for suffix in _SOURCES_FORMS:
-        entry = release.files.get(base + suffix)
-        if entry is not None:
-            return entry
-    raise IndexMissing(
-        f"the Release of {release.codename or release.suite} lists no {base}[.xz|.gz]",
-        hint=f"components: {' '.join(release.components) or '?'}",
-    )
+    return best_entry(release, f"{component}/source/Sources")
 
 
 def fetch_sources(

@@ -119,15 +119,27 @@ def index_entry(release: Release, component: str, arch: str) -> IndexFile:
     Raises:
         IndexMissing: the Release lists no Packages for them.
     """
-    base = f"{component}/binary-{arch}/Packages"
+    return best_entry(
+        release,
+        f"{component}/binary-{arch}/Packages",
+        f"architectures: {' '.join(release.architectures) or '?'}",
+    )
+
+
+def best_entry(release: Release, base: str, more: str = "") -> IndexFile:
+    """The Release's entry for ``base`` in its best compression (.xz, then .gz, then plain).
+
+    Raises:
+        IndexMissing: the Release lists none of them (the hint adds ``more``).
+    """
     for suffix in _SUFFIXES:
         entry = release.files.get(base + suffix)
         if entry is not None:
             return entry
+    hint = f"components: {' '.join(release.components) or '?'}" + (f"; {more}" if more else "")
     raise IndexMissing(
         f"the Release of {release.codename or release.suite} lists no {base}[.xz|.gz]",
-        hint=f"components: {' '.join(release.components) or '?'}; "
-        f"architectures: {' '.join(release.architectures) or '?'}",
+        hint=hint,
     )
 
 

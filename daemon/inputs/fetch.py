@@ -15,7 +15,6 @@ import hashlib
 import json
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from pathlib import Path
 
 from .cpython import CPythonSourceError, signing_keyring
@@ -26,26 +25,13 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9+_.@-]")
 _NAME_MAX = 128
 
 
-@dataclass(frozen=True)
-class Pin:
-    """What a fetch needs of one artifact: where, and which bytes."""
-
-    kind: str
-    name: str
-    version: str
-    filename: str
-    urls: tuple[str, ...]
-    sha256: str
-    size: int
-
-
-def derivation_name(pin: Pin) -> str:
+def derivation_name(pin: Artifact) -> str:
     """``fetch-<filename>``, reduced to the characters a derivation name may hold."""
     name = "fetch-" + _UNSAFE.sub("_", pin.filename or f"{pin.name}-{pin.version}")
     return name[:_NAME_MAX]
 
 
-def derivation_document(pin: Pin) -> bytes:
+def derivation_document(pin: Artifact) -> bytes:
     """The fetch-url v2 derivation (JSON) that downloads ``pin`` and checks it."""
     doc = {
         "name": derivation_name(pin),
@@ -59,7 +45,7 @@ def derivation_document(pin: Pin) -> bytes:
     return json.dumps(doc, sort_keys=True).encode()
 
 
-def distinct(pins: Iterable[Pin]) -> list[Pin]:
+def distinct(pins: Iterable[Artifact]) -> list[Artifact]:
     """One pin per SHA-256 (the same file locked twice is fetched once), in lock order."""
     seen: set[str] = set()
     out = []
@@ -70,7 +56,7 @@ def distinct(pins: Iterable[Pin]) -> list[Pin]:
     return out
 
 
-def url_records(pins: Iterable[Pin]) -> list[tuple[bytes, bytes]]:
+def url_records(pins: Iterable[Artifact]) -> list[tuple[bytes, bytes]]:
     """(URL, record) pairs for fetched pins: which digest a URL gave (its first URL)."""
     out = []
     for pin in pins:

@@ -36,19 +36,7 @@ def _sources(msg: pb.Sources) -> locker.Sources:
     )
 
 
-def _pin(artifact: lockfile.Artifact) -> fetching.Pin:
-    return fetching.Pin(
-        kind=artifact.kind,
-        name=artifact.name,
-        version=artifact.version,
-        filename=artifact.filename,
-        urls=tuple(artifact.urls),
-        sha256=artifact.sha256,
-        size=artifact.size,
-    )
-
-
-def _artifact_pb(pin: fetching.Pin, url: str = "") -> pb.FetchArtifact:
+def _artifact_pb(pin: lockfile.Artifact, url: str = "") -> pb.FetchArtifact:
     return pb.FetchArtifact(
         kind=pin.kind,
         name=pin.name,
@@ -90,7 +78,7 @@ class InputsServicer(pb_grpc.InputsServicer):
     @mapped
     def Fetch(self, request, context):
         lock = lockfile.loads(request.lock_text.decode("utf-8", "replace"), request.lock_file)
-        pins = fetching.distinct(_pin(a) for a in lock.artifacts)
+        pins = fetching.distinct(lock.artifacts)
         have = {p.sha256 for p in pins if self._store.has(Digest.from_hex(p.sha256))}
         todo = [p for p in pins if p.sha256 not in have]
         yield pb.FetchEvent(
@@ -150,7 +138,7 @@ class InputsServicer(pb_grpc.InputsServicer):
     def _object_path(self, sha256: str) -> str:
         return self._store.layout.object_path(Digest.from_hex(sha256))
 
-    def _fetch_one(self, pin: fetching.Pin, sessions: list) -> Digest:
+    def _fetch_one(self, pin: lockfile.Artifact, sessions: list) -> Digest:
         name = fetching.derivation_name(pin)
         target = self._realizer.add_documents({name: fetching.derivation_document(pin)}, name)
         session = self._realizer.session(target)
