@@ -42,6 +42,7 @@ from .errors import (
 from .layout import FORMAT_VERSION, Layout, current_umask, default_root
 from .listing import Listing, check_blob_sizes, check_listing
 from .lock import WriterLock
+from .records import TABLES as RECORD_TABLES
 from .records import RecordTable
 from .tree import Directory
 
@@ -84,7 +85,12 @@ class Store:
         self._tmp_counter = itertools.count()
         self._tmp_dir = ""
         self._umask = current_umask()
-        self._tables: dict[str, RecordTable] = {}
+        # Every record table is opened here, before other threads use the store: py-lmdb's
+        # open_db can wait for LMDB's writer lock holding the GIL, so opening one while
+        # another thread writes deadlocks (two first Fetch calls at once did).
+        self._tables = {
+            name.decode(): RecordTable(db, name.decode()) for name in sorted(RECORD_TABLES)
+        }
         if lock is not None:
             self._tmp_dir = str(layout.tmp / f"w{os.getpid()}")
             shutil.rmtree(layout.tmp, ignore_errors=True)  # leftovers of dead writers
@@ -408,10 +414,10 @@ class Store:
 
     def records(self, table: str) -> RecordTable:
         """A named record table (realisations, checks, builds, sources) in the store's LMDB."""
-        found = self._tables.get(table)
-        if found is None:
-            found = self._tables[table] = RecordTable(self.db, table)
-        return found
+        try:
+            return self._tables[table]
+        except KeyError:
+            raise ValueError(f"unknown record table {table!r}") from None
 
     # -- roots, gc, verify --------------------------------------------------------------
     def roots(self) -> dict[str, Digest]:

@@ -10,6 +10,7 @@ every shared library CPython's extension modules link against.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import stat
 import subprocess
@@ -69,13 +70,27 @@ def seal(store: Path, *args: str) -> subprocess.CompletedProcess:
     return proc
 
 
+def _store_dir(tmp: Path) -> Path:
+    """A store kept between runs under SEAL_CI_CACHE (default /var/cache/seal-ci), so the
+    CPython build is done once per toolchain; a temporary one if that cannot be made."""
+    cache = Path(os.environ.get("SEAL_CI_CACHE", "/var/cache/seal-ci"))
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+        probe = cache / f".probe-{os.getpid()}"
+        probe.touch()
+        probe.unlink()
+    except OSError:
+        return tmp / "store"
+    return cache / "network-store"
+
+
 @pytest.fixture(scope="module")
 def fetched(tmp_path_factory):
-    """The example locked and fetched into a fresh store: (config, lock, store)."""
+    """The example locked (into a temporary directory) and fetched: (config, lock, store)."""
     tmp = tmp_path_factory.mktemp("brief")
     config = tmp / EXAMPLE.name
     shutil.copy(EXAMPLE, config)
-    store = tmp / "store"
+    store = _store_dir(tmp)
     try:
         seal(store, "lock", str(config))
         seal(store, "fetch", str(config))
@@ -129,33 +144,106 @@ def unpack(lock: lockfile.Lock, store: Path, role: str, dest: Path) -> Path:
     return dest
 
 
-@pytest.mark.skipif(shutil.which("bwrap") is None, reason="the sandbox needs bubblewrap")
-def test_the_toolchain_closure_compiles_a_c_program_in_the_sandbox(fetched, tmp_path):
+def add_root(store: Path, root: Path) -> str:
+    """Add an unpacked root to the store; its tree digest."""
+    return seal(store, "-q", "store", "add", str(root)).stdout.strip().splitlines()[-1]
+
+
+def realize(store: Path, tmp: Path, drv: dict, timeout: int = 600) -> str:
+    path = tmp / f"{drv['name']}.json"
+    path.write_text(json.dumps(drv))
+    out = seal(store, "realize", "--timeout", str(timeout), str(path))
+    return out.stdout.strip().splitlines()[-1]
+
+
+def read_output(store: Path, tree: str, name: str) -> str:
+    listing = json.loads(seal(store, "--json", "store", "ls", tree).stdout)
+    entry = next(e for e in listing if e["path"] == name)
+    return seal(store, "store", "cat", entry["digest"]).stdout
+
+
+@pytest.fixture(scope="module")
+def toolchain(fetched, tmp_path_factory):
+    """The toolchain closure unpacked with dpkg-deb -x, as a store tree."""
     _, lock, store = fetched
-    root = unpack(lock, store, "toolchain", tmp_path / "toolchain")
-    # what dpkg's triggers would do on a real system: the loader's cache
+    root = unpack(lock, store, "toolchain", tmp_path_factory.mktemp("toolchain") / "root")
+    # what the packages' maintainer scripts would do on a real system: awk's
+    # alternative (configure needs it) and the loader's cache
+    (root / "usr" / "bin" / "awk").symlink_to("mawk")
     subprocess.run([shutil.which("ldconfig") or "/sbin/ldconfig", "-r", str(root)], check=True)
     aux = root / "var" / "cache" / "ldconfig" / "aux-cache"
     aux.unlink(missing_ok=True)  # ldconfig's own 0600 file: not part of the tree
-    digest = seal(store, "-q", "store", "add", str(root)).stdout.strip().splitlines()[-1]
+    return add_root(store, root)
+
+
+def sandboxed(name: str, root: str, args: list[str], env: dict | None = None, **inputs) -> dict:
+    return {
+        "name": name,
+        "builder": {
+            "sandbox": {"args": args, "env": {"PATH": "/usr/bin:/bin", **(env or {})}},
+            "root": "root",
+        },
+        "inputs": {"root": {"object": root}, **{k: {"object": v} for k, v in inputs.items()}},
+    }
+
+
+needs_bwrap = pytest.mark.skipif(shutil.which("bwrap") is None, reason="needs bubblewrap")
+
+
+@needs_bwrap
+def test_the_toolchain_closure_compiles_a_c_program_in_the_sandbox(fetched, toolchain, tmp_path):
+    _, _, store = fetched
     script = (
         "printf '#include <stdio.h>\\nint main(void){puts(\"hello from seal\");return 0;}\\n'"
         " > /tmp/h.c && gcc -O2 -o $out/hello /tmp/h.c && $out/hello > $out/said"
     )
-    drv = {
-        "name": "hello",
-        "builder": {
-            "sandbox": {"args": ["/bin/sh", "-c", script], "env": {"PATH": "/usr/bin:/bin"}},
-            "root": "root",
-        },
-        "inputs": {"root": {"object": digest}},
-    }
-    path = tmp_path / "hello.json"
-    path.write_text(json.dumps(drv))
-    out = seal(store, "realize", str(path)).stdout.strip().splitlines()[-1]
-    listing = json.loads(seal(store, "--json", "store", "ls", out).stdout)
-    said = next(e for e in listing if e["path"] == "said")
-    assert seal(store, "store", "cat", said["digest"]).stdout == "hello from seal\n"
+    out = realize(store, tmp_path, sandboxed("hello", toolchain, ["/bin/sh", "-c", script]))
+    assert read_output(store, out, "said") == "hello from seal\n"
+
+
+# CPython from the locked source, plainly (issue 6 adds hardening flags, stripping, ...)
+BUILD_CPYTHON = (
+    "set -e; tar xf /inputs/src -C /build; cd /build/Python-*; "
+    "./configure --prefix=/opt/python --without-ensurepip > /build/configure.log 2>&1"
+    " || { tail -40 /build/configure.log; exit 1; }; "
+    "make -j$SEAL_BUILD_CORES > /build/make.log 2>&1 || { tail -60 /build/make.log; exit 1; }; "
+    "tail -5 /build/make.log; make install DESTDIR=$out > /dev/null"
+)
+# run inside the runtime root (no shell there): import every extension module built
+IMPORT_ALL = r"""
+import importlib, os, sys
+dynload = os.path.join(sys.prefix, "lib", f"python{sys.version_info[0]}.{sys.version_info[1]}",
+                       "lib-dynload")
+names = sorted(n.split(".")[0] for n in os.listdir(dynload) if n.endswith(".so"))
+failed = []
+for n in names:
+    try:
+        importlib.import_module(n)
+    except ImportError as e:
+        failed.append(f"{n}: {e}")
+with open(os.path.join(os.environ["out"], "report"), "w") as f:
+    f.write(f"{len(names)} modules\n" + "".join(x + "\n" for x in failed))
+"""
+
+
+@pytest.mark.slow
+@needs_bwrap
+def test_the_runtime_closure_runs_a_cpython_built_with_the_toolchain(fetched, toolchain, tmp_path):
+    _, lock, store = fetched
+    (source,) = lock.select(kind="cpython-source")
+    drv = sandboxed(
+        "cpython", toolchain, ["/bin/sh", "-c", BUILD_CPYTHON], src=f"sha256:{source.sha256}"
+    )
+    cpython = realize(store, tmp_path, drv, timeout=3600)
+    runtime = add_root(store, unpack(lock, store, "runtime", tmp_path / "runtime"))
+    series = ".".join(source.version.split(".")[:2])
+    # no shell, no ldd: the loader of the runtime's libc runs the interpreter directly
+    args = ["/lib64/ld-linux-x86-64.so.2", f"/inputs/py/opt/python/bin/python{series}"]
+    env = {"PYTHONHOME": "/inputs/py/opt/python"}
+    drv = sandboxed("cpython-imports", runtime, [*args, "-c", IMPORT_ALL], env, py=cpython)
+    report = read_output(store, realize(store, tmp_path, drv), "report").splitlines()
+    count = int(report[0].split()[0])
+    assert count > 50 and report[1:] == [], report
 
 
 def _needed(path: Path) -> set[str]:
