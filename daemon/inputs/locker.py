@@ -42,7 +42,9 @@ from .target import Target
 DEFAULT_INDEX = "https://pypi.org/simple/"
 DEFAULT_MIRROR = "https://deb.debian.org/debian"
 DEFAULT_SUITE = "bookworm"
-DEFAULT_CPYTHON_SUITES = ("bookworm", "trixie", "sid")
+# Searched in order until one carries the version (each costs its Sources index): the
+# newest stable release first, which carries the CPython most configs ask for.
+DEFAULT_CPYTHON_SUITES = ("trixie", "bookworm", "sid")
 ARCH = "amd64"
 GLIBC = (2, 36)  # bookworm's: the wheels must run on the runtime's C library
 CPYTHON_TTL = 600.0  # seconds a daemon reuses the CPython suites' verified Sources indexes
@@ -79,6 +81,7 @@ RUNTIME = (
     "libreadline8",
     "libuuid1",
     "libgdbm6",
+    "libgdbm-compat4",  # dbm.ndbm
     "libexpat1",
     "ca-certificates",
     "tzdata",
