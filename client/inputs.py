@@ -153,6 +153,8 @@ class InputsBackend:
                         present=r.present,
                         missing=[_artifact(a) for a in r.missing],
                     )
+                    if r.tree:
+                        report.update(tree=r.tree, root=r.root)
                     if r.pylock_text:
                         _write_atomically(Path(pylock), r.pylock_text)
                         report["pylock"] = pylock

@@ -257,10 +257,14 @@ class Renderer:
             for a in r["missing"]:
                 self.line(f"  {a['kind']:14} {a['filename']}  {a['digest']}")
             return
+        if "tree" not in r:  # offline, and nothing is missing
+            self.note(f"the store has every artifact of {r['lock']}")
+            return
         self.note(
             f"fetched {r.get('fetched', 0)} artifacts ({_size(r.get('fetched_bytes', 0))}); "
-            f"{r.get('present', 0)} were in the store already"
+            f"{r.get('present', 0)} were in the store already; all of them: root {r['root']!r}"
         )
+        self.line(r["tree"])
 
     def builds(self, items: list[dict]) -> None:
         if self.as_json:

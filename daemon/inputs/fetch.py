@@ -17,6 +17,8 @@ import re
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from seal.store import Digest, Directory, FileNode
+
 from .cpython import CPythonSourceError, signing_keyring
 from .lockfile import Artifact, Lock
 from .signature import SignatureResult, verify_detached
@@ -54,6 +56,16 @@ def distinct(pins: Iterable[Artifact]) -> list[Artifact]:
             seen.add(pin.sha256)
             out.append(pin)
     return out
+
+
+def tree(pins: Iterable[Artifact]) -> tuple[list[bytes], Digest]:
+    """The artifacts as one directory (file name -> blob): its encoding and digest."""
+    files: dict[bytes, FileNode] = {}
+    for pin in pins:
+        name = pin.filename.encode()
+        files.setdefault(name, FileNode(name, Digest.from_hex(pin.sha256), pin.size, False))
+    data = Directory.build(files=list(files.values())).encode()
+    return [data], Digest.of_bytes(data)
 
 
 def url_records(pins: Iterable[Artifact]) -> list[tuple[bytes, bytes]]:

@@ -79,26 +79,46 @@ class InputsServicer(pb_grpc.InputsServicer):
     def Fetch(self, request, context):
         lock = lockfile.loads(request.lock_text.decode("utf-8", "replace"), request.lock_file)
         pins = fetching.distinct(lock.artifacts)
-        have = {p.sha256 for p in pins if self._store.has(Digest.from_hex(p.sha256))}
-        todo = [p for p in pins if p.sha256 not in have]
-        yield pb.FetchEvent(
-            plan=pb.FetchPlan(
-                artifacts=len(pins),
-                bytes=sum(p.size for p in pins),
-                present=len(have),
-                present_bytes=sum(p.size for p in pins if p.sha256 in have),
+        with self._store.lease() as lease:  # what is here or arrives stays until rooted
+            lease.hold([Digest.from_hex(p.sha256) for p in pins])
+            have = {p.sha256 for p in pins if self._store.has(Digest.from_hex(p.sha256))}
+            todo = [p for p in pins if p.sha256 not in have]
+            yield pb.FetchEvent(
+                plan=pb.FetchPlan(
+                    artifacts=len(pins),
+                    bytes=sum(p.size for p in pins),
+                    present=len(have),
+                    present_bytes=sum(p.size for p in pins if p.sha256 in have),
+                )
             )
+            if request.offline:
+                missing = [_artifact_pb(p) for p in todo]
+                report = pb.FetchReport(present=len(have), missing=missing)
+                if request.pylock_store_paths and not missing:
+                    report.pylock_text = self._pylock(lock)
+                yield pb.FetchEvent(report=report)
+                return
+            for pin in pins:
+                if pin.sha256 in have:
+                    yield pb.FetchEvent(done=_artifact_pb(pin))
+            fetched = yield from self._download(todo, context)
+            if todo:
+                self._store.records(FETCH_RECORDS).put_many(fetching.url_records(todo))
+            self._verify(lock)
+            root = f"lock/{lock.config_name}"
+            tree = self._store.put_directories(*fetching.tree(pins), root_name=root, lease=lease)
+        report = pb.FetchReport(
+            fetched=len(todo), fetched_bytes=fetched, present=len(have), tree=str(tree), root=root
         )
-        if request.offline:
-            missing = [_artifact_pb(p) for p in todo]
-            report = pb.FetchReport(present=len(have), missing=missing)
-            if request.pylock_store_paths and not missing:
-                report.pylock_text = self._pylock(lock)
-            yield pb.FetchEvent(report=report)
-            return
-        for pin in pins:
-            if pin.sha256 in have:
-                yield pb.FetchEvent(done=_artifact_pb(pin))
+        if request.pylock_store_paths:
+            report.pylock_text = self._pylock(lock)
+        yield pb.FetchEvent(report=report)
+
+    def _download(self, todo: list[lockfile.Artifact], context):
+        """Realize each artifact's fetch derivation, a few at a time; events as they end.
+
+        Returns (as a generator's value) the bytes downloaded.
+        """
         fetched = 0
         sessions: list = []
         context.add_callback(lambda: [s.cancel() for s in list(sessions)])
@@ -119,17 +139,15 @@ class InputsServicer(pb_grpc.InputsServicer):
                 for session in list(sessions):  # downloads nobody else waits for stop
                     session.cancel()
                 raise
-        if todo:
-            self._store.records(FETCH_RECORDS).put_many(fetching.url_records(todo))
+        return fetched
+
+    def _verify(self, lock: lockfile.Lock) -> None:
+        """Signatures: checked on every fetch, whoever downloaded the files."""
         scratch = self._store.scratch_dir("verify-")
-        try:  # signatures: checked on every fetch, whoever downloaded the files
+        try:
             fetching.verify_signed(lock, self._object_path, scratch)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
-        report = pb.FetchReport(fetched=len(todo), fetched_bytes=fetched, present=len(have))
-        if request.pylock_store_paths:
-            report.pylock_text = self._pylock(lock)
-        yield pb.FetchEvent(report=report)
 
     def _pylock(self, lock: lockfile.Lock) -> bytes:
         paths = {w.filename: self._object_path(w.sha256) for w in lock.select(kind="wheel")}

@@ -105,18 +105,22 @@ class FetchPlan(_message.Message):
     def __init__(self, artifacts: _Optional[int] = ..., bytes: _Optional[int] = ..., present: _Optional[int] = ..., present_bytes: _Optional[int] = ...) -> None: ...
 
 class FetchReport(_message.Message):
-    __slots__ = ("fetched", "fetched_bytes", "present", "missing", "pylock_text")
+    __slots__ = ("fetched", "fetched_bytes", "present", "missing", "pylock_text", "tree", "root")
     FETCHED_FIELD_NUMBER: _ClassVar[int]
     FETCHED_BYTES_FIELD_NUMBER: _ClassVar[int]
     PRESENT_FIELD_NUMBER: _ClassVar[int]
     MISSING_FIELD_NUMBER: _ClassVar[int]
     PYLOCK_TEXT_FIELD_NUMBER: _ClassVar[int]
+    TREE_FIELD_NUMBER: _ClassVar[int]
+    ROOT_FIELD_NUMBER: _ClassVar[int]
     fetched: int
     fetched_bytes: int
     present: int
     missing: _containers.RepeatedCompositeFieldContainer[FetchArtifact]
     pylock_text: bytes
-    def __init__(self, fetched: _Optional[int] = ..., fetched_bytes: _Optional[int] = ..., present: _Optional[int] = ..., missing: _Optional[_Iterable[_Union[FetchArtifact, _Mapping]]] = ..., pylock_text: _Optional[bytes] = ...) -> None: ...
+    tree: str
+    root: str
+    def __init__(self, fetched: _Optional[int] = ..., fetched_bytes: _Optional[int] = ..., present: _Optional[int] = ..., missing: _Optional[_Iterable[_Union[FetchArtifact, _Mapping]]] = ..., pylock_text: _Optional[bytes] = ..., tree: _Optional[str] = ..., root: _Optional[str] = ...) -> None: ...
 
 class FetchEvent(_message.Message):
     __slots__ = ("plan", "done", "report")

@@ -261,6 +261,13 @@ class TestFetch:
             assert info["size"] == a["size"]
         again = json.loads(seal(store, "--json", "fetch", str(locked)).stdout)
         assert again["fetched"] == 0 and again["present"] == len(everything)
+        # the fetched inputs are one tree, rooted: a gc keeps them
+        roots = json.loads(seal(store, "--json", "store", "roots").stdout)
+        assert roots == {"lock/demo": report["tree"]} and again["tree"] == report["tree"]
+        listing = json.loads(seal(store, "--json", "store", "ls", report["tree"]).stdout)
+        assert {e["path"] for e in listing} == everything
+        seal(store, "store", "gc")
+        assert missing_offline(store, locked) == []
 
     def test_a_corrupt_download_stores_nothing_and_names_everything(self, locked, world, store):
         name = wheel_file(locked, "lib")
