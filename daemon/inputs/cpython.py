@@ -39,7 +39,6 @@ import lzma
 import re
 import tarfile
 import tempfile
-import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -48,13 +47,12 @@ from types import MappingProxyType
 
 from ..errors import DaemonError
 from .debian_closure import compare_versions
-from .debian_packages import best_entry, check_bytes
+from .debian_packages import best_entry, fetch_index
 from .debian_release import (
     DEFAULT_KEYRING,
     DEFAULT_MIRROR,
     Getter,
     IndexFile,
-    IndexHashMismatch,
     Release,
     ReleaseError,
     fetch_release,
@@ -295,25 +293,8 @@ def fetch_sources(
         IndexMissing, IndexHashMismatch, CPythonSourceError.
     """
     entry = sources_entry(release, component)
-    url = release.dists_url(entry.path)
-    data = getter.get(url)
-    check_bytes(data, entry, url)
-    plain = release.files.get(f"{component}/source/Sources")
-    text = _decompress(data, entry.path, url, limit=plain.size + 1 if plain else None)
-    if plain is not None and plain is not entry:
-        check_bytes(text, plain, url + " (decompressed)")
+    text, url = fetch_index(getter, release, entry, f"{component}/source/Sources")
     return parse_sources(text, want=want, where=url)
-
-
-def _decompress(data: bytes, path: str, url: str, *, limit: int | None) -> bytes:
-    try:
-        if path.endswith(".xz"):
-            return lzma.LZMADecompressor().decompress(data, max_length=limit or -1)
-        if path.endswith(".gz"):
-            return zlib.decompressobj(wbits=31).decompress(data, limit or 0)
-    except (lzma.LZMAError, zlib.error) as e:
-        raise IndexHashMismatch(path, url, "a valid compressed index", f"corrupt data ({e})") from e
-    return data
 
 
 # ---------------------------------------------------------------------------- versions

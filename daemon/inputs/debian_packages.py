@@ -169,14 +169,30 @@ def fetch_packages(
         IndexMissing, IndexHashMismatch, IndexParseError.
     """
     entry = index_entry(release, component, arch)
+    text, url = fetch_index(getter, release, entry, f"{component}/binary-{arch}/Packages")
+    return parse_packages(text, where=url)
+
+
+def fetch_index(
+    getter: Getter, release: Release, entry: IndexFile, plain_path: str
+) -> tuple[bytes, str]:
+    """The text of the index ``entry`` (any compression of ``plain_path``) and its URL.
+
+    Nothing is decompressed before the downloaded bytes match ``entry``; when the
+    Release lists the plain index too, the text must match it (and decompression
+    stops past its size).
+
+    Raises:
+        IndexHashMismatch.
+    """
     url = release.dists_url(entry.path)
     data = getter.get(url)
     check_bytes(data, entry, url)
-    plain = release.files.get(f"{component}/binary-{arch}/Packages")
+    plain = release.files.get(plain_path)
     text = _decompress(data, entry.path, url, limit=plain.size + 1 if plain else None)
     if plain is not None and plain is not entry:
         check_bytes(text, plain, url + " (decompressed)")
-    return parse_packages(text, where=url)
+    return text, url
 
 
 def _decompress(data: bytes, path: str, url: str, *, limit: int | None) -> bytes:
