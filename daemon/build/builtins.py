@@ -85,10 +85,7 @@ def _check_fetch_url_v1(params: Mapping[str, Any], drv: Derivation, where: str) 
         raise InvalidDerivation('params is {"url": "<https URL>"}', where=where)
     if not url.startswith(("https://", "http://")):
         raise InvalidDerivation(f"{url!r} is not an http(s) URL", where=where)
-    if drv.fixed_sha256 is None:
-        raise InvalidDerivation(
-            'fetch-url needs a declared hash: add "fixed": {"sha256": ...}', where=where
-        )
+    _require_fixed(drv, where)
 
 
 def _fetch_url_v2(ctx: BuiltinContext) -> dict[str, Digest]:
@@ -159,6 +156,10 @@ def _check_fetch_url_v2(params: Mapping[str, Any], drv: Derivation, where: str) 
     for url in urls:
         if not isinstance(url, str) or not url.startswith(("https://", "http://")):
             raise InvalidDerivation(f"{url!r} is not an http(s) URL", where=where)
+    _require_fixed(drv, where)
+
+
+def _require_fixed(drv: Derivation, where: str) -> None:
     if drv.fixed_sha256 is None:
         raise InvalidDerivation(
             'fetch-url needs a declared hash: add "fixed": {"sha256": ...}', where=where

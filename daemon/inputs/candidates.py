@@ -166,13 +166,17 @@ def _name(text: str) -> str:
 
 def python_ok(requires_python: str | None, target: Target) -> bool:
     """Whether ``Requires-Python`` admits the target; an unparsable one is ignored (as pip)."""
-    if not requires_python:
-        return True
+    spec = _specifier(requires_python) if requires_python else None
+    return spec is None or spec.contains(target.version, prereleases=True)
+
+
+@functools.lru_cache(maxsize=1024)
+def _specifier(text: str) -> SpecifierSet | None:
+    """A parsed Requires-Python (most files of a project share one), or None if unparsable."""
     try:
-        spec = SpecifierSet(requires_python)
+        return SpecifierSet(text)
     except ValueError:
-        return True
-    return spec.contains(target.version, prereleases=True)
+        return None
 
 
 def _prereleases_ok(requirements: Sequence[Requirement]) -> bool:

@@ -72,7 +72,7 @@ _EXTRA = re.compile(r"[A-Za-z0-9]|[A-Za-z0-9][A-Za-z0-9._-]*[A-Za-z0-9]")
 # An OCI repository name (distribution spec), which the image is tagged with.
 _COMPONENT = r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*"
 _IMAGE_NAME = re.compile(rf"{_COMPONENT}(?:/{_COMPONENT})*")
-_PYTHON_VERSION = re.compile(r"(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)")
+PYTHON_VERSION_RE = re.compile(r"(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)")
 _DEBIAN_PACKAGE = re.compile(r"[a-z0-9][a-z0-9+.-]+")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _RANGE = re.compile(r"^\s*(===|==|~=|!=|>=|<=|>|<|\^|~)|[*,]|(^|\.)x$|^latest$", re.IGNORECASE)
@@ -441,7 +441,7 @@ class _Checker:
         value = self.string(node, "python_version")
         if value is None:
             return None
-        if not _PYTHON_VERSION.fullmatch(value):
+        if not PYTHON_VERSION_RE.fullmatch(value):
             self.fail(
                 node,
                 f"python_version must be an exact release X.Y.Z, not {value!r}",

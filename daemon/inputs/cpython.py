@@ -39,7 +39,7 @@ import lzma
 import re
 import tarfile
 import tempfile
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -293,7 +293,7 @@ def fetch_sources(
         IndexMissing, IndexHashMismatch, CPythonSourceError.
     """
     entry = sources_entry(release, component)
-    text, url = fetch_index(getter, release, entry, f"{component}/source/Sources")
+    text, url = fetch_index(getter, release, entry)
     return parse_sources(text, want=want, where=url)
 
 
@@ -324,17 +324,16 @@ def signer_for(version: str, signers: Mapping[str, Signer] = RELEASE_MANAGERS) -
     signer = signers.get(series)
     if signer is not None:
         return signer
-    known = ", ".join(f"{s} {signers[s].fingerprint} ({signers[s].name})" for s in _sorted(signers))
+    known = ", ".join(
+        f"{s} {signers[s].fingerprint} ({signers[s].name})"
+        for s in sorted(signers, key=_version_key)
+    )
     sigstore = " (3.14 and later are signed with Sigstore only, PEP 761)" if minor >= 14 else ""
     raise CPythonSourceError(
         f"no OpenPGP signer is pinned for CPython {series}{sigstore}; known: {known or 'none'}",
         reason="cpython-signer-unknown",
         hint="use a version whose series has a pinned release-manager key",
     )
-
-
-def _sorted(series: Iterable[str]) -> list[str]:
-    return sorted(series, key=lambda s: tuple(int(p) for p in s.split(".") if p.isdigit()))
 
 
 def _orig_files(package: SourcePackage) -> tuple[SourceFile | None, SourceFile | None]:
@@ -594,13 +593,6 @@ def describe_available(available: Sequence[Available], *, signed_only: bool = Fa
     return ", ".join(parts) or "none"
 
 
-def resolve_cpython(
-    getter: Getter, version: str, work_dir: Path | str | None = None, **options
-) -> CPythonSource:
-    """``CPythonResolver(getter, **options).resolve(version, work_dir)``."""
-    return CPythonResolver(getter, **options).resolve(version, work_dir)
-
-
 # ---------------------------------------------------------------------------- keys, checks
 
 
@@ -682,6 +674,19 @@ def verify_source(
     return verify_detached(tarball, signature, keyring, source.signer_fingerprint)
 
 
+def locked_keyring(debian_tar: bytes, keyring: Path, key_sha256: str, *, name: str) -> Path:
+    """``signing_keyring``, refusing a key other than the one the lock recorded (its sha256)."""
+    armored, _ = signing_keyring(debian_tar, keyring, name=name)
+    actual = hashlib.sha256(armored).hexdigest()
+    if actual != key_sha256:
+        raise CPythonSourceError(
+            f"{SIGNING_KEY_MEMBER} in {name} is not the locked key: expected "
+            f"sha256:{key_sha256}, got sha256:{actual}",
+            reason="cpython-hash-mismatch",
+        )
+    return keyring
+
+
 def fetch_and_verify(
     client: HttpClient, source: CPythonSource, cache_dir: Path | str
 ) -> VerifiedSource:
@@ -696,15 +701,9 @@ def fetch_and_verify(
     signature = _download(client, source.signature, cache)
     debian = _download(client, source.signing_key, cache)
     keyring = cache / f"python-{source.version}-signing-key.gpg"
-    armored, _ = signing_keyring(debian.read_bytes(), keyring, name=debian.name)
-    key_sha256 = hashlib.sha256(armored).hexdigest()
-    if key_sha256 != source.signing_key_sha256:
-        raise CPythonSourceError(
-            f"{SIGNING_KEY_MEMBER} in {debian.name} is not the locked key: expected "
-            f"sha256:{source.signing_key_sha256}, got sha256:{key_sha256}",
-            reason="cpython-hash-mismatch",
-        )
-    result = verify_source(source, tarball, signature, keyring)
+    locked_keyring(debian.read_bytes(), keyring, source.signing_key_sha256, name=debian.name)
+    # _download checked each file's pinned size and hash: the signature is what is left
+    result = verify_detached(tarball, signature, keyring, source.signer_fingerprint)
     return VerifiedSource(tarball, signature, keyring, result)
 
 
@@ -751,11 +750,11 @@ __all__ = [
     "describe_available",
     "extract_signing_key",
     "fetch_and_verify",
+    "locked_keyring",
     "fetch_sources",
     "parse_sources",
     "parse_version",
     "python_org_urls",
-    "resolve_cpython",
     "signer_for",
     "signing_keyring",
     "sources_entry",

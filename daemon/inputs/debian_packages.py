@@ -169,14 +169,12 @@ def fetch_packages(
         IndexMissing, IndexHashMismatch, IndexParseError.
     """
     entry = index_entry(release, component, arch)
-    text, url = fetch_index(getter, release, entry, f"{component}/binary-{arch}/Packages")
+    text, url = fetch_index(getter, release, entry)
     return parse_packages(text, where=url)
 
 
-def fetch_index(
-    getter: Getter, release: Release, entry: IndexFile, plain_path: str
-) -> tuple[bytes, str]:
-    """The text of the index ``entry`` (any compression of ``plain_path``) and its URL.
+def fetch_index(getter: Getter, release: Release, entry: IndexFile) -> tuple[bytes, str]:
+    """The text of the index ``entry`` (plain or compressed) and its URL.
 
     Nothing is decompressed before the downloaded bytes match ``entry``; when the
     Release lists the plain index too, the text must match it (and decompression
@@ -188,7 +186,7 @@ def fetch_index(
     url = release.dists_url(entry.path)
     data = getter.get(url)
     check_bytes(data, entry, url)
-    plain = release.files.get(plain_path)
+    plain = release.files.get(entry.path.removesuffix(".xz").removesuffix(".gz"))
     text = _decompress(data, entry.path, url, limit=plain.size + 1 if plain else None)
     if plain is not None and plain is not entry:
         check_bytes(text, plain, url + " (decompressed)")

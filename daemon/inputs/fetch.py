@@ -11,7 +11,6 @@ services hand them to the realizer.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from collections.abc import Callable, Iterable
@@ -19,7 +18,7 @@ from pathlib import Path
 
 from seal.store import Digest, Directory, FileNode
 
-from .cpython import CPythonSourceError, signing_keyring
+from .cpython import CPythonSourceError, locked_keyring, signing_keyring
 from .lockfile import Artifact, Lock
 from .signature import SignatureResult, verify_detached
 
@@ -111,13 +110,12 @@ def _keyring(
         keyring = scratch / f"{key.sha256}.gpg"
         if not keyring.exists():
             with open(path_of(key.sha256), "rb") as f:
-                armored, _ = signing_keyring(f.read(), keyring, name=key.filename)
+                data = f.read()
             want = key.details.get("key_sha256")
-            if want and hashlib.sha256(armored).hexdigest() != want:
-                raise CPythonSourceError(
-                    f"the signing key in {key.filename} is not the one the lock recorded",
-                    reason="cpython-hash-mismatch",
-                )
+            if want:
+                locked_keyring(data, keyring, str(want), name=key.filename)
+            else:
+                signing_keyring(data, keyring, name=key.filename)
         return keyring
     raise CPythonSourceError(
         f"the lock has no signing key for {artifact.label}", reason="cpython-signing-key-missing"

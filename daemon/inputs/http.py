@@ -368,6 +368,16 @@ class _Exchange:
     def read_all(self) -> bytes:
         return b"".join(self.chunks())
 
+    def read_to_end(self) -> bytes:
+        """The whole body; the connection is kept only if it was read to its end."""
+        complete = False
+        try:
+            body = self.read_all()
+            complete = True
+        finally:
+            self.finish(reusable=complete)
+        return body
+
     def finish(self, *, reusable: bool = True) -> None:
         """Give the connection back: to the pool if the body was read to its end."""
         if self._done:
@@ -420,16 +430,10 @@ class HttpClient:
 
         def once() -> Response:
             ex = self._open(url, asked)
-            complete = False
-            try:
-                body = ex.read_all()
-                complete = True
-            finally:
-                ex.finish(reusable=complete)
-            result = Response(ex.url, ex.status, ex.headers(), body)
-            if result.headers.get("content-encoding", "").lower() == "gzip":
-                result = Response(result.url, result.status, result.headers, _gunzip(ex.url, body))
-            return result
+            body, headers = ex.read_to_end(), ex.headers()
+            if headers.get("content-encoding", "").lower() == "gzip":
+                body = _gunzip(ex.url, body)
+            return Response(ex.url, ex.status, headers, body)
 
         return self._retrying(url, once)
 
@@ -459,12 +463,7 @@ class HttpClient:
                     url=url,
                     hint="the server does not serve byte ranges; download the whole file",
                 )
-            complete = False
-            try:
-                data = ex.read_all()
-                complete = True
-            finally:
-                ex.finish(reusable=complete)
+            data = ex.read_to_end()
             first, total = _content_range(ex.url, ex.header("Content-Range"))
             _check_range(ex.url, spec, first, data, start, end, total)
             return RangeResponse(ex.url, first, data, total)
@@ -493,13 +492,13 @@ class HttpClient:
 
         def once() -> Download:
             nonlocal attempt
-            if attempt and origin is not None:
+            if attempt:  # a retry: only when dest could be rewound (can_retry)
                 dest.seek(origin)
                 dest.truncate()
             attempt += 1
             return self._download_once(url, dest, expected_sha256, expected_size, artifact)
 
-        return self._retrying(url, once, can_retry=lambda: origin is not None or attempt == 0)
+        return self._retrying(url, once, can_retry=lambda: origin is not None)
 
     # internals
 

@@ -33,20 +33,17 @@ from pathlib import Path
 from . import lockfile, pylock
 from .config import ImageConfig, parse_config
 from .cpython import RELEASE_MANAGERS, CPythonResolver, CPythonSource, Signer
-from .debian import DEFAULT_KEYRING, DebianArchive, PinnedPackage
+from .debian import DEFAULT_KEYRING, DEFAULT_MIRROR, DEFAULT_SUITE, DebianArchive, PinnedPackage
 from .http import HttpClient
-from .pypi import SimpleIndex
+from .pypi import DEFAULT_INDEX, SimpleIndex
 from .resolve import PinnedWheel, ResolveError, resolve
-from .target import Target
+from .target import DEFAULT_GLIBC, Target
 
-DEFAULT_INDEX = "https://pypi.org/simple/"
-DEFAULT_MIRROR = "https://deb.debian.org/debian"
-DEFAULT_SUITE = "bookworm"
 # Searched in order until one carries the version (each costs its Sources index): the
 # newest stable release first, which carries the CPython most configs ask for.
 DEFAULT_CPYTHON_SUITES = ("trixie", "bookworm", "sid")
 ARCH = "amd64"
-GLIBC = (2, 36)  # bookworm's: the wheels must run on the runtime's C library
+GLIBC = DEFAULT_GLIBC  # bookworm's: the wheels must run on the runtime's C library
 CPYTHON_TTL = 600.0  # seconds a daemon reuses the CPython suites' verified Sources indexes
 
 TOOLCHAIN = (
@@ -104,7 +101,6 @@ class Sources:
 
 @dataclass(frozen=True)
 class LockResult:
-    lock: lockfile.Lock
     lock_text: str
     pylock_text: str
     counts: dict[str, int] = field(default_factory=dict)
@@ -232,7 +228,7 @@ def lock(
         generator=lockfile.generator(),
     )
     counts = Counter(a.kind for a in result.artifacts)
-    return LockResult(result, lockfile.dumps(result), pylock.export(result), dict(counts))
+    return LockResult(lockfile.dumps(result), pylock.export(result), dict(counts))
 
 
 def check(config_text: str, config_file: str, lock_text: str, lock_file: str) -> list[str]:

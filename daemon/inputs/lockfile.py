@@ -35,7 +35,8 @@ from packaging.utils import canonicalize_name
 
 from seal.daemon.errors import DaemonError
 
-from .config import ImageConfig, PackagePin
+from .config import PYTHON_VERSION_RE, ImageConfig, PackagePin
+from .signature import FINGERPRINT_RE
 from .tomlwrite import key_value
 
 if TYPE_CHECKING:
@@ -54,9 +55,7 @@ _ROLES_OF_KIND = {
 _SUFFIX_OF_KIND = {"wheel": ".whl", "deb": ".deb"}
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
-_FINGERPRINT = re.compile(r"[0-9A-F]{40}|[0-9A-F]{64}")
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
-_PYTHON_VERSION = re.compile(r"(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)")
 _REQUIREMENT = re.compile(
     r"(?P<name>[a-z0-9]([a-z0-9-]*[a-z0-9])?)(\[(?P<extras>[^\]]*)\])?==(?P<version>[^\s,;=\[\]]+)"
 )
@@ -436,7 +435,7 @@ def _lock_problems(lock: Lock) -> list[_Problem]:
 def _head_problems(lock: Lock) -> Iterable[tuple[str, str]]:
     if not _DIGEST.fullmatch(lock.config_digest):
         yield "config", f"digest {lock.config_digest!r} is not sha256: and 64 lowercase hex digits"
-    if not _PYTHON_VERSION.fullmatch(lock.python_version):
+    if not PYTHON_VERSION_RE.fullmatch(lock.python_version):
         yield "config", f"python_version {lock.python_version!r} is not X.Y.Z"
     names = [p.name for p in lock.packages]
     for p in lock.packages:
@@ -460,7 +459,7 @@ def _debian_problems(debian: DebianSource) -> Iterable[str]:
     if debian.date.tzinfo is None:
         yield f"{name}: date {debian.date} has no time zone"
     for signer in debian.signers:
-        if not _FINGERPRINT.fullmatch(signer):
+        if not FINGERPRINT_RE.fullmatch(signer):
             yield f"{name}: signer {signer!r} is not an OpenPGP fingerprint"
 
 
@@ -492,7 +491,7 @@ def _artifact_problems(a: Artifact) -> Iterable[str]:
     for url in a.urls:
         if not url.startswith(_URL_SCHEMES):
             yield f"URL {url!r} is not http(s) or file"
-    if a.signer is not None and not _FINGERPRINT.fullmatch(a.signer):
+    if a.signer is not None and not FINGERPRINT_RE.fullmatch(a.signer):
         yield f"signer {a.signer!r} is not an OpenPGP fingerprint (40 or 64 upper-case hex digits)"
     if a.signature is not None and a.signer is None:
         yield "it names a signature but no signer to check it against"

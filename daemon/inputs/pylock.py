@@ -48,9 +48,10 @@ def export(lock: Lock, *, paths: Mapping[str, str] | None = None, created_by: st
         LockError: two versions of one project, or a wheel with no entry in ``paths``.
     """
     wheels = lock.select(kind="wheel")
+    environment = _environment(lock)
     out = [
         f"lock-version = {toml_string(PYLOCK_VERSION)}\n",
-        f"environments = [{toml_string(_environment(lock))}]\n" if _environment(lock) else "",
+        f"environments = [{toml_string(environment)}]\n" if environment else "",
         f"requires-python = {toml_string('==' + lock.python_version)}\n",
         f"created-by = {toml_string(created_by)}\n",
     ]

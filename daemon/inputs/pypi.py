@@ -192,12 +192,11 @@ def _hex(value: Any) -> str | None:
 
 @dataclass(frozen=True)
 class Project:
-    """A project page: its normalized name, files and (PEP 700) versions, if listed."""
+    """A project page: its normalized name, its URL and its files."""
 
     name: str
     url: str
     files: tuple[File, ...]
-    versions: tuple[str, ...] | None
 
 
 def normalize_name(name: str) -> str:
@@ -240,14 +239,12 @@ class SimpleIndex:
         doc = _parse_page(response.url, response.headers.get("content-type", ""), response.body)
         try:
             files = tuple(File.from_json(entry, response.url) for entry in doc["files"])
-            versions = doc.get("versions")
         except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise BadIndexResponse(response.url, f"malformed file entry ({e!r})") from None
         return Project(
             normalize_name(doc.get("name") or name),
             response.url,
             files,
-            tuple(versions) if isinstance(versions, list) else None,
         )
 
     def project_files(self, name: str) -> list[File]:

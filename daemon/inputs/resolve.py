@@ -454,8 +454,9 @@ def _explain(provider: WheelProvider, causes: Iterable[RequirementInformation]) 
     conflicts: dict[str, list[tuple[str, str]]] = defaultdict(list)
     for cause in ordered:
         asked = (_show_requirement(cause.requirement), _parent(cause.parent))
-        if asked not in conflicts[_show_key(provider.identify(cause.requirement))]:
-            conflicts[_show_key(provider.identify(cause.requirement))].append(asked)
+        bucket = conflicts[_show_key(provider.identify(cause.requirement))]
+        if asked not in bucket:
+            bucket.append(asked)
     return ResolutionConflict(conflicts)
 
 

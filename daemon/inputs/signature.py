@@ -41,7 +41,7 @@ from pathlib import Path
 from seal.daemon.errors import DaemonError
 
 TIMEOUT = 60.0
-_FINGERPRINT = re.compile(r"[0-9A-F]{40}|[0-9A-F]{64}")
+FINGERPRINT_RE = re.compile(r"[0-9A-F]{40}|[0-9A-F]{64}")
 _ENV = {"LC_ALL": "C", "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
 
 
@@ -92,7 +92,7 @@ class _Block:
 def normalize_fingerprint(fingerprint: str) -> str:
     """Upper-case hex without spaces; raises SignatureError unless it is a v4 or v5 fingerprint."""
     fpr = re.sub(r"\s+", "", fingerprint).upper().removeprefix("0X")
-    if not _FINGERPRINT.fullmatch(fpr):
+    if not FINGERPRINT_RE.fullmatch(fpr):
         raise SignatureError(
             f"{fingerprint!r} is not an OpenPGP key fingerprint",
             reason="fingerprint-invalid",

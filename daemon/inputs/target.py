@@ -68,7 +68,7 @@ class Target:
         """The default target shape: CPython on glibc Linux (x86_64, bookworm's glibc)."""
         return cls(python_version, machine, glibc)
 
-    @property
+    @cached_property
     def version(self) -> Version:
         return Version(self.python_version)
 

@@ -79,9 +79,10 @@ class InputsServicer(pb_grpc.InputsServicer):
     def Fetch(self, request, context):
         lock = lockfile.loads(request.lock_text.decode("utf-8", "replace"), request.lock_file)
         pins = fetching.distinct(lock.artifacts)
+        digests = {p.sha256: Digest.from_hex(p.sha256) for p in pins}
         with self._store.lease() as lease:  # what is here or arrives stays until rooted
-            lease.hold([Digest.from_hex(p.sha256) for p in pins])
-            have = {p.sha256 for p in pins if self._store.has(Digest.from_hex(p.sha256))}
+            lease.hold(list(digests.values()))
+            have = {sha for sha, digest in digests.items() if self._store.has(digest)}
             todo = [p for p in pins if p.sha256 not in have]
             yield pb.FetchEvent(
                 plan=pb.FetchPlan(
