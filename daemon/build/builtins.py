@@ -172,14 +172,22 @@ _REGISTRY: dict[tuple[str, int], tuple[Builtin, Callable[..., None]]] = {
 }
 
 
+def _registry() -> dict[tuple[str, int], tuple[Builtin, Callable[..., None]]]:
+    """The fetch builtins here, plus the image steps (their own module, loaded on first use)."""
+    from .image_builtins import IMAGE_BUILTINS
+
+    return {**_REGISTRY, **IMAGE_BUILTINS}
+
+
 def validate(drv: Derivation, where: str = "derivation") -> None:
     """Refuse an unknown builtin or version, or parameters it does not take."""
     builder = drv.builder
     if not isinstance(builder, BuiltinBuilder):
         return
-    entry = _REGISTRY.get((builder.builtin, builder.version))
+    registry = _registry()
+    entry = registry.get((builder.builtin, builder.version))
     if entry is None:
-        known = ", ".join(f"{n} v{v}" for n, v in sorted(_REGISTRY))
+        known = ", ".join(f"{n} v{v}" for n, v in sorted(registry))
         raise InvalidDerivation(
             f"unknown builtin {builder.builtin!r} version {builder.version} (known: {known})",
             where=f"{where}.builder",
@@ -190,4 +198,4 @@ def validate(drv: Derivation, where: str = "derivation") -> None:
 def run(ctx: BuiltinContext) -> dict[str, Digest]:
     builder = ctx.drv.builder
     assert isinstance(builder, BuiltinBuilder)
-    return _REGISTRY[(builder.builtin, builder.version)][0](ctx)
+    return _registry()[(builder.builtin, builder.version)][0](ctx)

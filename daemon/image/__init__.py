@@ -1,0 +1,1 @@
+"""Image parts: .deb unpacking, root file systems, wheel install, tar writer, OCI layout."""
