@@ -161,6 +161,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     p = verbs.add_parser(
+        "build",
+        parents=[common],
+        help="build CONFIG's OCI image (locks and fetches first); print its digest last",
+    )
+    p.add_argument("config", metavar="CONFIG", help="the image YAML")
+    p.add_argument(
+        "-o", "--output", metavar="OUT.tar", help="the oci-archive to write (default: NAME.tar)"
+    )
+    p.add_argument(
+        "--check",
+        action="store_true",
+        help="also rebuild every step ignoring the cache and compare (exit 1 if one differs)",
+    )
+
+    p = verbs.add_parser(
         "fetch", parents=[common], help="bring everything CONFIG.lock pins into the store"
     )
     p.add_argument("config", metavar="CONFIG", help="the image YAML (its .lock is read)")
@@ -264,6 +279,8 @@ def run(args: argparse.Namespace, out: Renderer) -> int:
             return run_store(backend, args, out)
         if args.verb in ("lock", "fetch"):
             return run_inputs(supervisor.connect, args, out)
+        if args.verb == "build":
+            return run_image(supervisor.connect, backend, args, out)
         from .builds import BuildBackend
 
         return run_build(BuildBackend(supervisor.connect, backend), args, out)
@@ -297,6 +314,21 @@ def run_build(backend, args: argparse.Namespace, out: Renderer) -> int:
     elif verb == "builds":
         out.builds(backend.builds(args.drv, args.limit))
     return exitcodes.OK
+
+
+def run_image(connect, store, args: argparse.Namespace, out: Renderer) -> int:
+    from .images import ImagesBackend
+
+    r = ImagesBackend(connect, store).build(
+        args.config,
+        out=args.output,
+        check=args.check,
+        on_note=out.note,
+        on_fetch=out.fetch_event,
+        on_event=out.build_event,
+    )
+    out.image_built(r)
+    return exitcodes.FAILED if any(not c["reproducible"] for c in r["checks"]) else exitcodes.OK
 
 
 def run_inputs(connect, args: argparse.Namespace, out: Renderer) -> int:

@@ -266,6 +266,24 @@ class Renderer:
         )
         self.line(r["tree"])
 
+    def image_built(self, r: dict) -> None:
+        if self.as_json:
+            return self.json(r)
+        for c in r["checks"]:
+            if not c["reproducible"]:
+                self.line(f"NOT reproducible: {c['drv']}")
+                for path in c["differing"][:20]:
+                    self.line(f"  differs: {path}")
+        if r["checks"]:
+            same = sum(c["reproducible"] for c in r["checks"])
+            self.note(f"check: {same} of {len(r['checks'])} steps rebuilt to the same outputs")
+        how = "from the cache" if r["cached"] else "built"
+        self.note(
+            f"image {how}: {r['image']} ({_size(r['archive_size'])}), "
+            f"hardening report {r['hardening']}, root {r['root']!r}"
+        )
+        self.line(r["manifest_digest"])
+
     def builds(self, items: list[dict]) -> None:
         if self.as_json:
             return self.json(items)

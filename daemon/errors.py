@@ -137,6 +137,12 @@ class BuildFailed(DaemonError):
         self.log = log  # the stored log's digest, when there is one
 
 
+class InputCorrupt(BuildFailed):
+    """A build's input no longer hashes to its name in the store: data loss, not a build bug."""
+
+    reason = "data-loss"
+
+
 class BuildCancelled(DaemonError):
     """Every client waiting for a build went away, or the daemon is stopping."""
 

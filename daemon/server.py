@@ -49,6 +49,7 @@ from seal.daemon.services import (
     DaemonServicer,
     Identity,
     InFlight,
+    ImagesServicer,
     InputsServicer,
     QueryServicer,
     StoreServicer,
@@ -173,6 +174,7 @@ def create_server(
         build_pb2_grpc.add_BuildServicer_to_server(BuildServicer(realizer, in_flight), server)
         build_pb2_grpc.add_QueryServicer_to_server(QueryServicer(realizer, in_flight), server)
         inputs_pb2_grpc.add_InputsServicer_to_server(InputsServicer(realizer, in_flight), server)
+        build_pb2_grpc.add_ImagesServicer_to_server(ImagesServicer(realizer, in_flight), server)
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
         listener.bind(server)
         _report_sandbox()

@@ -1,11 +1,219 @@
 """The builtins that turn fetched inputs into image parts (unpacked roots, site-packages, OCI).
 
-Each wraps a pure function of ``seal.daemon.image``: read inputs from the store,
+Each wraps pure functions of ``seal.daemon.image``: read inputs from the store,
 write into the builtin's scratch directory, put the result back as a tree.
+Every input blob is hashed again before use, so a byte flipped in the store
+fails the step with a data-loss error naming the file instead of building from it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import hashlib
+import json
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
 
-IMAGE_BUILTINS: dict[tuple[str, int], tuple[Callable, Callable[..., None]]] = {}
+from seal.daemon.errors import InvalidDerivation
+from seal.store import CorruptObject, Digest
+
+from .builtins import BuiltinContext
+from .derivation import Derivation
+
+IMAGE_TAR = "image.tar"
+IMAGE_JSON = "image.json"
+HARDENING_JSON = "hardening.json"
+ROLES = ("toolchain", "runtime")
+CHUNK = 1 << 20
+
+
+def _params(ctx: BuiltinContext) -> Mapping[str, Any]:
+    return ctx.drv.builder.params  # type: ignore[union-attr]
+
+
+def verified_blob(ctx: BuiltinContext, name: str, sha256: str | None = None) -> Callable:
+    """An opener for input ``name`` that first checks the stored bytes still hash to their name."""
+    digest = ctx.inputs[name]
+    want = sha256 or digest.raw.hex()
+    h = hashlib.sha256()
+    with ctx.store.open_blob(digest) as f:
+        while chunk := f.read(CHUNK):
+            h.update(chunk)
+    if h.hexdigest() != want or digest.raw.hex() != want:
+        raise CorruptObject(
+            f"{name} ({digest})", f"sha256:{h.hexdigest()}"
+        )  # data loss: the store's copy changed
+    return lambda: ctx.store.open_blob(digest)
+
+
+# -- deb-root v1 ---------------------------------------------------------------------------
+def _deb_root_v1(ctx: BuiltinContext) -> dict[str, Digest]:
+    from seal.daemon.image import deb, rootfs
+
+    params = _params(ctx)
+    debs = [(name, verified_blob(ctx, name)) for name in params["packages"]]
+    root = ctx.scratch / "root"
+    root.mkdir()
+    report = deb.unpack_debs(debs, root)
+    ctx.log(f"unpacked {len(debs)} packages\n".encode())
+    for line in _report_lines(report):
+        ctx.log(line.encode())
+    if params["role"] == "toolchain":
+        rootfs.finish_toolchain(root)
+    else:
+        rootfs.finish_runtime(root, shell=bool(params.get("shell", False)))
+    return {"out": ctx.store.put_tree(root)}
+
+
+def _report_lines(report: object) -> list[str]:
+    lines = []
+    for field in ("conflicts", "dropped_bits", "skipped"):
+        for item in getattr(report, field, ()) or ():
+            lines.append(f"{field}: {item}\n")
+    return lines
+
+
+def _check_deb_root_v1(params: Mapping[str, Any], drv: Derivation, where: str) -> None:
+    packages = params.get("packages")
+    if (
+        not set(params) <= {"role", "packages", "shell"}
+        or params.get("role") not in ROLES
+        or not isinstance(packages, list)
+        or not packages
+    ):
+        raise InvalidDerivation(
+            'params is {"role": "toolchain"|"runtime", "packages": [<input names>], "shell": bool}',
+            where=where,
+        )
+    _inputs_named(packages, drv, where)
+
+
+# -- install-wheels v1 ---------------------------------------------------------------------
+def _install_wheels_v1(ctx: BuiltinContext) -> dict[str, Digest]:
+    from seal.daemon.image import wheels
+
+    params = _params(ctx)
+    inputs = [
+        wheels.WheelInput(
+            filename=w["filename"],
+            sha256=w["sha256"],
+            open=verified_blob(ctx, w["filename"], w["sha256"]),
+        )
+        for w in params["wheels"]
+    ]
+    root = ctx.scratch / "root"
+    root.mkdir()
+    wheels.install_wheels(inputs, root, prefix=params["prefix"], python=params["python"])
+    ctx.log(f"installed {len(inputs)} wheels\n".encode())
+    return {"out": ctx.store.put_tree(root)}
+
+
+def _check_install_wheels_v1(params: Mapping[str, Any], drv: Derivation, where: str) -> None:
+    listed = params.get("wheels")
+    if (
+        set(params) != {"prefix", "python", "wheels"}
+        or not isinstance(listed, list)
+        or not all(isinstance(w, dict) and set(w) == {"filename", "sha256"} for w in listed)
+    ):
+        raise InvalidDerivation(
+            'params is {"prefix": ..., "python": "X.Y", '
+            '"wheels": [{"filename": ..., "sha256": ...}]}',
+            where=where,
+        )
+    _inputs_named([w["filename"] for w in listed], drv, where)
+
+
+# -- oci-image v1 --------------------------------------------------------------------------
+def _oci_image_v1(ctx: BuiltinContext) -> dict[str, Digest]:
+    from seal.daemon.image import hardening, oci, rootfs, tar
+
+    params = _params(ctx)
+    prefixes = params.get("prefixes", {})
+    layers = []
+    for name in params["layers"]:
+        entries = tar.entries_from_store(
+            ctx.store, ctx.inputs[name], prefix=prefixes.get(name, ""), modes=rootfs.RUNTIME_MODES
+        )
+        layers.append((entries, f"seal: {name} layer"))
+    c = params["config"]
+    config = oci.ImageConfig(
+        entrypoint=c["entrypoint"],
+        cmd=c["cmd"],
+        env=c["env"],
+        user=c["user"],
+        workdir=c["workdir"],
+        labels={},
+    )
+    out = ctx.scratch / "out"
+    out.mkdir()
+    result = oci.write_archive(
+        layers,
+        config,
+        created=params["created"],
+        ref_name=f"{params['name']}:{params['tag']}",
+        out_path=out / IMAGE_TAR,
+        scratch=ctx.scratch,
+    )
+    facts = _elf_facts(ctx, [n for n in params["layers"] if n != "runtime"], hardening)
+    (out / HARDENING_JSON).write_bytes(hardening.report_json(facts))
+    summary = {
+        "manifest": result.manifest_digest,
+        "config": result.config_digest,
+        "index": result.index_digest,
+        "compressor": result.compressor,
+        "layers": [
+            {
+                "digest": la.digest,
+                "diff_id": la.diff_id,
+                "size": la.size,
+                "created_by": la.created_by,
+            }
+            for la in result.layers
+        ],
+    }
+    (out / IMAGE_JSON).write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    ctx.log(f"image {result.manifest_digest}\n".encode())
+    return {"out": ctx.store.put_tree(out)}
+
+
+def _elf_facts(ctx: BuiltinContext, names: list[str], hardening) -> list:
+    """Hardening facts of every ELF file in the named layers, read from the store's objects."""
+    facts = []
+    for name in names:
+        for entry in ctx.store.walk(ctx.inputs[name]):
+            if entry.kind != "file" or entry.size < 64:
+                continue
+            with ctx.store.open_blob(entry.digest) as f:
+                if f.read(4) != b"\x7fELF":
+                    continue
+            path = Path(ctx.store.layout.object_path(entry.digest, entry.executable))
+            if not path.exists():
+                path = Path(ctx.store.layout.object_path(entry.digest, not entry.executable))
+            fact = hardening.elf_facts(path, entry.path.decode("utf-8", "surrogateescape"))
+            if fact is not None:
+                facts.append(fact)
+    return sorted(facts, key=lambda f: f.path)
+
+
+def _check_oci_image_v1(params: Mapping[str, Any], drv: Derivation, where: str) -> None:
+    need = {"name", "tag", "created", "layers", "config"}
+    layers = params.get("layers")
+    if not need <= set(params) <= need | {"prefixes"} or not isinstance(layers, list):
+        raise InvalidDerivation(
+            'params is {"name", "tag", "created", "layers": [<input names>], "config": {...}}',
+            where=where,
+        )
+    _inputs_named(layers, drv, where)
+
+
+def _inputs_named(names: list, drv: Derivation, where: str) -> None:
+    missing = [n for n in names if n not in drv.inputs]
+    if missing:
+        raise InvalidDerivation(f"{missing[0]!r} is not one of the inputs", where=where)
+
+
+IMAGE_BUILTINS: dict[tuple[str, int], tuple[Callable, Callable[..., None]]] = {
+    ("deb-root", 1): (_deb_root_v1, _check_deb_root_v1),
+    ("install-wheels", 1): (_install_wheels_v1, _check_install_wheels_v1),
+    ("oci-image", 1): (_oci_image_v1, _check_oci_image_v1),
+}

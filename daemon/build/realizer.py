@@ -16,6 +16,7 @@ log stored as a blob, and a build record; records never keep objects alive.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import os
 import queue
@@ -27,11 +28,17 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from seal.daemon.errors import BuildCancelled, BuildFailed, InvalidDerivation, MissingInput
+from seal.daemon.errors import (
+    BuildCancelled,
+    BuildFailed,
+    InputCorrupt,
+    InvalidDerivation,
+    MissingInput,
+)
 from seal.store import Store
 from seal.store.db import Kind
 from seal.store.digest import Digest
-from seal.store.errors import ObjectNotFound, StoreError
+from seal.store.errors import CorruptObject, ObjectNotFound, StoreError
 
 from . import builtins, outputs, sandbox
 from .derivation import (
@@ -115,6 +122,7 @@ class _Job:
         self.done = threading.Event()
         self.outputs: dict[str, Digest] = {}
         self.failure: str | None = None
+        self.data_loss = False  # it failed because an input's stored bytes changed
         self.check_result: CheckResult | None = None
         self.thread: threading.Thread | None = None
 
@@ -191,7 +199,8 @@ class Session:
             if isinstance(event, FinishedEvent) and (event.drv, event.check) == final.key:
                 break
         if final.failure is not None:
-            raise BuildFailed(final.failure, drv=str(final.digest))
+            error = InputCorrupt if final.data_loss else BuildFailed
+            raise error(final.failure, drv=str(final.digest))
         if self.check:
             result = final.check_result
             assert result is not None
@@ -395,6 +404,7 @@ class Realizer:
             finally:
                 slots.release()
         except (BuildFailed, BuildCancelled, InvalidDerivation, MissingInput) as exc:
+            job.data_loss = job.data_loss or isinstance(exc, InputCorrupt)
             self._finish_unbuilt(job, exc.message)
         except Exception as exc:  # a bug: fail this build, keep the daemon
             log.exception("build of %s failed unexpectedly", job.digest)
@@ -425,7 +435,8 @@ class Realizer:
                         raise BuildCancelled("cancelled while waiting for its inputs")
                 if dep_job.failure is not None:
                     name = dep_job.drv.name
-                    raise BuildFailed(f"dependency {name} ({dep}) failed: {dep_job.failure}")
+                    error = InputCorrupt if dep_job.data_loss else BuildFailed
+                    raise error(f"dependency {name} ({dep}) failed: {dep_job.failure}")
         inputs: dict[str, Digest] = {}
         for name, inp in job.drv.inputs.items():
             if isinstance(inp, ObjectInput):
@@ -457,6 +468,7 @@ class Realizer:
             if gone:
                 raise BuildFailed(f"an input is gone from the store: {', '.join(gone)}")
             if isinstance(drv.builder, SandboxBuilder):
+                self._verify_blob_inputs(drv, inputs)
                 outs = self._run_sandbox(job, inputs, scratch, emit)
             else:
                 outs = builtins.run(
@@ -469,6 +481,7 @@ class Realizer:
             lease.hold(outs.values())
         except (BuildFailed, BuildCancelled, StoreError) as exc:
             failure = exc.message
+            job.data_loss = isinstance(exc, CorruptObject | InputCorrupt)
         except Exception as exc:
             log.exception("build of %s failed unexpectedly", job.digest)
             failure = f"internal error: {type(exc).__name__}: {exc}"
@@ -515,6 +528,18 @@ class Realizer:
         finally:
             lease.release()
             _remove_tree(scratch)
+
+    def _verify_blob_inputs(self, drv: Derivation, inputs: dict[str, Digest]) -> None:
+        """Hash each file input again: a byte flipped in the store must not reach a build."""
+        for name, inp in drv.inputs.items():
+            if not isinstance(inp, ObjectInput) or Kind.TREE in self.store.stat(inp.digest).kind:
+                continue
+            h = hashlib.sha256()
+            with self.store.open_blob(inputs[name]) as f:
+                while chunk := f.read(1 << 20):
+                    h.update(chunk)
+            if h.digest() != inp.digest.raw:
+                raise CorruptObject(f"input {name!r} ({inp.digest})", f"sha256:{h.hexdigest()}")
 
     def _run_sandbox(self, job: _Job, inputs: dict[str, Digest], scratch: Path, emit) -> dict:
         drv = job.drv

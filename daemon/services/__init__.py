@@ -6,6 +6,7 @@
 
 from .build import BuildServicer, QueryServicer
 from .daemon import DaemonServicer, Identity
+from .images import ImagesServicer
 from .inputs import InputsServicer
 from .status import HINT_KEY, REASON_KEY, InFlight, code_for, mapped
 from .store import StoreServicer
@@ -16,6 +17,7 @@ __all__ = [
     "DaemonServicer",
     "HINT_KEY",
     "Identity",
+    "ImagesServicer",
     "InFlight",
     "InputsServicer",
     "REASON_KEY",

@@ -44,6 +44,7 @@ _CODES: list[tuple[type[Exception], grpc.StatusCode]] = [
     (store_errors.ObjectNotFound, _C.NOT_FOUND),
     (store_errors.DigestMismatch, _C.DATA_LOSS),
     (store_errors.CorruptObject, _C.DATA_LOSS),
+    (daemon_errors.InputCorrupt, _C.DATA_LOSS),
     (store_errors.IncompleteTree, _C.FAILED_PRECONDITION),
     (store_errors.StoreLocked, _C.UNAVAILABLE),
     (store_errors.StoreVersionError, _C.FAILED_PRECONDITION),

@@ -249,3 +249,53 @@ class ListBuildsResponse(_message.Message):
     BUILDS_FIELD_NUMBER: _ClassVar[int]
     builds: _containers.RepeatedCompositeFieldContainer[BuildRecord]
     def __init__(self, builds: _Optional[_Iterable[_Union[BuildRecord, _Mapping]]] = ...) -> None: ...
+
+class ImageBuildRequest(_message.Message):
+    __slots__ = ("config_file", "config_text", "lock_file", "lock_text", "app_tree", "limits", "check")
+    CONFIG_FILE_FIELD_NUMBER: _ClassVar[int]
+    CONFIG_TEXT_FIELD_NUMBER: _ClassVar[int]
+    LOCK_FILE_FIELD_NUMBER: _ClassVar[int]
+    LOCK_TEXT_FIELD_NUMBER: _ClassVar[int]
+    APP_TREE_FIELD_NUMBER: _ClassVar[int]
+    LIMITS_FIELD_NUMBER: _ClassVar[int]
+    CHECK_FIELD_NUMBER: _ClassVar[int]
+    config_file: str
+    config_text: bytes
+    lock_file: str
+    lock_text: bytes
+    app_tree: str
+    limits: BuildLimits
+    check: bool
+    def __init__(self, config_file: _Optional[str] = ..., config_text: _Optional[bytes] = ..., lock_file: _Optional[str] = ..., lock_text: _Optional[bytes] = ..., app_tree: _Optional[str] = ..., limits: _Optional[_Union[BuildLimits, _Mapping]] = ..., check: _Optional[bool] = ...) -> None: ...
+
+class ImageBuilt(_message.Message):
+    __slots__ = ("manifest_digest", "archive", "archive_size", "hardening", "summary", "output", "root", "source_date_epoch", "cached", "checks")
+    MANIFEST_DIGEST_FIELD_NUMBER: _ClassVar[int]
+    ARCHIVE_FIELD_NUMBER: _ClassVar[int]
+    ARCHIVE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    HARDENING_FIELD_NUMBER: _ClassVar[int]
+    SUMMARY_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_FIELD_NUMBER: _ClassVar[int]
+    ROOT_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_DATE_EPOCH_FIELD_NUMBER: _ClassVar[int]
+    CACHED_FIELD_NUMBER: _ClassVar[int]
+    CHECKS_FIELD_NUMBER: _ClassVar[int]
+    manifest_digest: str
+    archive: str
+    archive_size: int
+    hardening: str
+    summary: str
+    output: str
+    root: str
+    source_date_epoch: int
+    cached: bool
+    checks: _containers.RepeatedCompositeFieldContainer[CheckResult]
+    def __init__(self, manifest_digest: _Optional[str] = ..., archive: _Optional[str] = ..., archive_size: _Optional[int] = ..., hardening: _Optional[str] = ..., summary: _Optional[str] = ..., output: _Optional[str] = ..., root: _Optional[str] = ..., source_date_epoch: _Optional[int] = ..., cached: _Optional[bool] = ..., checks: _Optional[_Iterable[_Union[CheckResult, _Mapping]]] = ...) -> None: ...
+
+class ImageBuildEvent(_message.Message):
+    __slots__ = ("build", "built")
+    BUILD_FIELD_NUMBER: _ClassVar[int]
+    BUILT_FIELD_NUMBER: _ClassVar[int]
+    build: BuildEvent
+    built: ImageBuilt
+    def __init__(self, build: _Optional[_Union[BuildEvent, _Mapping]] = ..., built: _Optional[_Union[ImageBuilt, _Mapping]] = ...) -> None: ...

@@ -307,3 +307,84 @@ class Query:
             timeout,
             metadata,
             _registered_method=True)
+
+
+class ImagesStub:
+    """Images: build an image config into an OCI image (DESIGN.md section 8).
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.BuildImage = channel.unary_stream(
+                '/seal.v1.Images/BuildImage',
+                request_serializer=seal_dot_proto_dot_v1_dot_build__pb2.ImageBuildRequest.SerializeToString,
+                response_deserializer=seal_dot_proto_dot_v1_dot_build__pb2.ImageBuildEvent.FromString,
+                _registered_method=True)
+
+
+class ImagesServicer:
+    """Images: build an image config into an OCI image (DESIGN.md section 8).
+    """
+
+    def BuildImage(self, request, context):
+        """Plan the config's derivation graph from its lock (every input must be in
+        the store: `seal fetch` first), realize it with the network off in every
+        step, and answer the image. The stream carries the realizer's events (as
+        Realize does), then one ImageBuilt. A lock that no longer matches the
+        config is INVALID_ARGUMENT, reason "lock-invalid"; a stored input whose
+        bytes changed is DATA_LOSS, reason "data-loss", and nothing is rooted.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_ImagesServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'BuildImage': grpc.unary_stream_rpc_method_handler(
+                    servicer.BuildImage,
+                    request_deserializer=seal_dot_proto_dot_v1_dot_build__pb2.ImageBuildRequest.FromString,
+                    response_serializer=seal_dot_proto_dot_v1_dot_build__pb2.ImageBuildEvent.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'seal.v1.Images', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('seal.v1.Images', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class Images:
+    """Images: build an image config into an OCI image (DESIGN.md section 8).
+    """
+
+    @staticmethod
+    def BuildImage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/seal.v1.Images/BuildImage',
+            seal_dot_proto_dot_v1_dot_build__pb2.ImageBuildRequest.SerializeToString,
+            seal_dot_proto_dot_v1_dot_build__pb2.ImageBuildEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
