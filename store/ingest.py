@@ -32,6 +32,7 @@ from .db import Kind
 from .digest import Digest
 from .errors import StoreError, UnsupportedFile
 from .ingest_worker import SMALL_FILE
+from .layout import PLAIN_MODE, set_object_mtime
 from .tree import encode_listing
 
 if TYPE_CHECKING:
@@ -273,6 +274,47 @@ def ingest_open_file(
     exe = bool(st.st_mode & stat.S_IXUSR) if executable is None else executable
     digest, size = batch.add_fd(fd, st.st_size, executable=exe)
     return digest, size, exe
+
+
+def ingest_hashed_file(batch: Batch, path: bytes | str, digest: Digest, size: int) -> Digest:
+    """Add a file the caller wrote and hashed itself (a download), by renaming it into objects/.
+
+    For a writer that already hashed every byte as it wrote them (the fetch
+    builtin hashes while downloading and checks the pinned SHA-256): reading
+    and hashing the file again would only repeat that.  The file must be a
+    regular file nobody writes any more; ``digest`` and ``size`` are trusted,
+    but the size is checked.  When the file is on another filesystem than the
+    store's objects, it is copied and hashed as ``ingest_file`` does, and the
+    digest must match.  Either way the file is gone afterwards.
+
+    Raises:
+        UnsupportedFile: not a regular file, or not of ``size`` bytes.
+        DigestMismatch: (other filesystem only) its bytes hash to another digest;
+            nothing is stored.
+    """
+    store = batch._store
+    try:
+        fd = os.open(path, _OPEN_FLAGS)
+    except OSError as exc:
+        raise _os_error(path, exc) from None
+    try:
+        st = os.fstat(fd)
+        check_mode(path, st.st_mode)
+        if not stat.S_ISREG(st.st_mode):
+            raise UnsupportedFile(os.fsdecode(path), "is not a regular file")
+        if st.st_size != size:
+            raise UnsupportedFile(os.fsdecode(path), f"has {st.st_size} bytes, not {size}")
+        if st.st_dev != os.stat(store.layout.objects).st_dev:  # no rename across filesystems
+            with open(fd, "rb", closefd=False) as stream:
+                batch.add_stream(stream, expected=digest, expected_size=size)
+            os.unlink(path)
+            return digest
+        os.fchmod(fd, PLAIN_MODE)  # what objects are; the writer's umask gave it other bits
+        set_object_mtime(fd)
+    finally:
+        os.close(fd)
+    batch._place_staged(digest, size, False, os.fsdecode(path))
+    return digest
 
 
 def ingest_tree(batch: Batch, root: bytes) -> tuple[Digest, int]:

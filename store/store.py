@@ -187,6 +187,14 @@ class Store:
         with self.batch() as b:
             return ingest.ingest_file(b, os.fsencode(path))[0]
 
+    def put_hashed_file(self, path: str | os.PathLike, digest: Digest, size: int) -> Digest:
+        """Add a file whose digest the caller computed while writing it: renamed, not copied.
+
+        See ``ingest.ingest_hashed_file``; the file is gone afterwards.
+        """
+        with self.batch() as b:
+            return ingest.ingest_hashed_file(b, os.fsencode(path), digest, size)
+
     def put_tree(self, path: str | os.PathLike) -> Digest:
         with self.batch() as b:
             return ingest.ingest_tree(b, os.fsencode(path))[0]

@@ -74,9 +74,7 @@ def _fetch_url_v1(ctx: BuiltinContext) -> dict[str, Digest]:
             hint="the server sent other bytes than the derivation pins; nothing was stored",
         )
     ctx.log(f"fetched {size} bytes, sha256:{got}\n".encode())
-    stored = ctx.store.put_file(target)
-    os.unlink(target)
-    return {"out": stored}
+    return {"out": ctx.store.put_hashed_file(target, Digest.from_hex(got), size)}
 
 
 def _check_fetch_url_v1(params: Mapping[str, Any], drv: Derivation, where: str) -> None:
@@ -114,8 +112,8 @@ def _fetch_url_v2(ctx: BuiltinContext) -> dict[str, Digest]:
             failures.append(exc)
             continue
         ctx.log(f"fetched {got.size} bytes, sha256:{got.sha256}\n".encode())
-        stored = ctx.store.put_file(target)
-        os.unlink(target)
+        # hashed and checked while downloading: renamed into the store, not copied and re-hashed
+        stored = ctx.store.put_hashed_file(target, Digest.from_hex(got.sha256), got.size)
         return {"out": stored}
     with contextlib.suppress(FileNotFoundError):
         os.unlink(target)
@@ -129,6 +127,11 @@ _client_lock = threading.Lock()
 _client = None
 
 
+# Connections per host: as many as the realizer runs fetches at once (RealizerConfig's
+# max_fetches), so that a lock's files, nearly all on one mirror, do not queue for them.
+FETCH_CONNECTIONS = 8
+
+
 def _http():
     """One HTTP client per daemon, so fetches share kept-alive connections."""
     global _client
@@ -136,7 +139,7 @@ def _http():
         if _client is None:
             from seal.daemon.inputs.http import HttpClient
 
-            _client = HttpClient()
+            _client = HttpClient(per_host=FETCH_CONNECTIONS)
         return _client
 
 

@@ -39,7 +39,7 @@ SYSTEM = "x86_64-linux"
 EPOCH_FLOOR = 315532800  # 1980-01-01: zip-based formats (wheels) hold nothing earlier
 MAX_DOCUMENT = 1 << 20
 
-_NAME = re.compile(r"[A-Za-z0-9+_][A-Za-z0-9+_.@-]{0,127}")
+_NAME = re.compile(r"[A-Za-z0-9+_][A-Za-z0-9+_.@~-]{0,127}")  # ~: Debian versions
 _OUTPUT = re.compile(r"[a-z][a-z0-9_]{0,31}")
 _ENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _HEX = re.compile(r"[0-9a-f]{64}")
@@ -174,7 +174,7 @@ def parse(
     doc = loads(data, where=where) if isinstance(data, bytes | str) else data
     top = _Obj(doc, where)
     top.only({"name", "system", "builder", "inputs", "outputs", "fixed", "source_date_epoch"})
-    name = top.str("name", pattern=_NAME, what="a name of 1-128 letters, digits and +_.@-")
+    name = top.str("name", pattern=_NAME, what="a name of 1-128 letters, digits and +_.@~-")
     system = top.str("system", default=SYSTEM)
     if system != SYSTEM:
         raise InvalidDerivation(

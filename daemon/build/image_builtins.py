@@ -67,7 +67,7 @@ def _deb_root_v1(ctx: BuiltinContext) -> dict[str, Digest]:
 
 def _report_lines(report: object) -> list[str]:
     lines = []
-    for field in ("conflicts", "dropped_bits", "skipped"):
+    for field in ("conflicts", "dropped_modes", "skipped"):
         for item in getattr(report, field, ()) or ():
             lines.append(f"{field}: {item}\n")
     return lines
@@ -181,7 +181,7 @@ def _elf_facts(ctx: BuiltinContext, names: list[str], hardening) -> list:
     facts = []
     for name in names:
         for entry in ctx.store.walk(ctx.inputs[name]):
-            if entry.kind != "file" or entry.size < 64:
+            if entry.kind != "file" or entry.size < 4:
                 continue
             with ctx.store.open_blob(entry.digest) as f:
                 if f.read(4) != b"\x7fELF":
@@ -189,7 +189,11 @@ def _elf_facts(ctx: BuiltinContext, names: list[str], hardening) -> list:
             path = Path(ctx.store.layout.object_path(entry.digest, entry.executable))
             if not path.exists():
                 path = Path(ctx.store.layout.object_path(entry.digest, not entry.executable))
-            fact = hardening.elf_facts(path, entry.path.decode("utf-8", "surrogateescape"))
+            name = entry.path.decode("utf-8", "surrogateescape")
+            try:
+                fact = hardening.elf_facts(path, name)
+            except hardening.ElfUnreadable as exc:  # recorded as failing, not a crash
+                fact = hardening.ElfFacts.unreadable(name, exc.problem)
             if fact is not None:
                 facts.append(fact)
     return sorted(facts, key=lambda f: f.path)

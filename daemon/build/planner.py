@@ -45,7 +45,7 @@ set -eu
 mkdir /build/src
 tar xf /inputs/src -C /build/src --strip-components=1
 cd /build/src
-log() { tail -n 60 "$1"; exit 1; }
+log() {{ tail -n 60 "$1"; exit 1; }}
 ./configure --prefix={prefix} --without-ensurepip --disable-test-modules \
     CFLAGS="{cflags}" LDFLAGS="{ldflags}" > /build/configure.log 2>&1 || log /build/configure.log
 make -j"$SEAL_BUILD_CORES" > /build/make.log 2>&1 || log /build/make.log

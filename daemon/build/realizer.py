@@ -31,6 +31,7 @@ from pathlib import Path
 from seal.daemon.errors import (
     BuildCancelled,
     BuildFailed,
+    DaemonError,
     InputCorrupt,
     InvalidDerivation,
     MissingInput,
@@ -198,6 +199,8 @@ class Session:
             yield event
             if isinstance(event, FinishedEvent) and (event.drv, event.check) == final.key:
                 break
+            if isinstance(event, FinishedEvent) and not event.ok:
+                self._fail_fast(event)
         if final.failure is not None:
             error = InputCorrupt if final.data_loss else BuildFailed
             raise error(final.failure, drv=str(final.digest))
@@ -213,6 +216,16 @@ class Session:
         log_digest = Digest.parse(real.log) if real else None
         yield ResultEvent(self.target, dict(final.outputs), log_digest, cached=not built_target)
 
+    def _fail_fast(self, event: FinishedEvent) -> None:
+        """A step failed: the target cannot be built, so stop now (as nix does without
+        --keep-going) instead of waiting for the other steps; builds that no other
+        session waits for are cancelled when the session closes."""
+        job = next((j for j in self._jobs if j.key == (event.drv, event.check)), None)
+        data_loss = job is not None and job.data_loss
+        name = job.drv.name if job is not None else str(event.drv)
+        error = InputCorrupt if data_loss else BuildFailed
+        raise error(f"{name} failed: {event.reason}", drv=str(event.drv))
+
     def _apply_root(self, outs: Mapping[str, Digest]) -> None:
         if not self.root:
             return
@@ -226,13 +239,19 @@ class Session:
         self._lease.release()
 
 
+def _env_cores() -> int:
+    text = os.environ.get("SEAL_BUILD_CORES", "")
+    return int(text) if text.isdigit() and int(text) > 0 else 0
+
+
 # -- the realizer -----------------------------------------------------------------------------
 @dataclass
 class RealizerConfig:
     max_jobs: int = 2
     # downloads (fixed-output builtins) wait on the network, not the CPU: their own slots
     max_fetches: int = 8
-    cores: int = field(default_factory=lambda: os.cpu_count() or 1)
+    # cores each build may use ($SEAL_BUILD_CORES inside); the daemon's environment may set it
+    cores: int = field(default_factory=lambda: _env_cores() or os.cpu_count() or 1)
     limits: Limits = field(default_factory=Limits)  # defaults, also the maxima a request may ask
 
 
@@ -479,7 +498,7 @@ class Realizer:
                 if job.cancel.is_set():
                     raise BuildCancelled("cancelled")
             lease.hold(outs.values())
-        except (BuildFailed, BuildCancelled, StoreError) as exc:
+        except (DaemonError, StoreError) as exc:  # a builtin's own errors say what went wrong
             failure = exc.message
             job.data_loss = isinstance(exc, CorruptObject | InputCorrupt)
         except Exception as exc:

@@ -93,6 +93,10 @@ class DebContents:
         try:
             with tarfile.open(fileobj=raw, mode="r|") as tar:
                 yield tar
+            # read past tar's end marker to the end of the stream, so that the
+            # decompressor checks its checksum (gzip's CRC, xz's check)
+            while raw.read(_CHUNK):
+                pass
         finally:
             raw.close()
 
@@ -247,7 +251,7 @@ class Skipped:
 
 @dataclass(frozen=True)
 class UnpackReport:
-    """The outcome of ``unpack_debs``; every tuple is sorted."""
+    """The outcome of ``unpack_debs``: packages and conflicts in unpack order, the rest sorted."""
 
     packages: tuple[PackageFiles, ...]
     conflicts: tuple[Conflict, ...]

@@ -130,6 +130,22 @@ class ElfFacts:
     fortifiable: tuple[str, ...]
     error: str | None = None
 
+    @classmethod
+    def unreadable(cls, path: str, problem: str) -> ElfFacts:
+        """The entry for a file that could not be read: every fact false, ``error`` set."""
+        return cls(
+            path=path,
+            kind="unreadable",
+            pie=False,
+            relro=False,
+            bind_now=False,
+            stack_protector=False,
+            fortify=False,
+            fortified=(),
+            fortifiable=(),
+            error=problem,
+        )
+
     def to_json(self) -> dict[str, object]:
         """The file's entry in the report."""
         entry: dict[str, object] = {
@@ -164,7 +180,7 @@ def elf_facts(path: Path, name: str) -> ElfFacts | None:
         raise
     except OSError as e:
         raise ElfUnreadable(name, e.strerror or str(e)) from e
-    except (ELFError, ConstructError, struct.error, EOFError, ValueError) as e:
+    except (ELFError, ConstructError, struct.error, EOFError, ValueError, LookupError) as e:
         raise ElfUnreadable(name, f"corrupt: {e or type(e).__name__}") from e
 
 
@@ -300,28 +316,13 @@ def scan_tree(root: Path) -> list[ElfFacts]:
                     continue
                 facts = elf_facts(path, name)
             except ElfUnreadable as e:
-                facts = _unreadable(name, e.problem)
+                facts = ElfFacts.unreadable(name, e.problem)
             except OSError as e:
-                facts = _unreadable(name, e.strerror or str(e))
+                facts = ElfFacts.unreadable(name, e.strerror or str(e))
             if facts is not None:
                 found.append(facts)
     found.sort(key=lambda facts: facts.path)
     return found
-
-
-def _unreadable(name: str, problem: str) -> ElfFacts:
-    return ElfFacts(
-        path=name,
-        kind="unreadable",
-        pie=False,
-        relro=False,
-        bind_now=False,
-        stack_protector=False,
-        fortify=False,
-        fortified=(),
-        fortifiable=(),
-        error=problem,
-    )
 
 
 def failures(

@@ -130,18 +130,17 @@ class _Archive:
         if not digest.startswith("sha256:") or len(hexpart) != 64:
             self.fail(f"{what} digest {digest!r} is not sha256:<64 hex>")
             return None
-        return "blobs/sha256/" + hexpart
+        return "blobs/sha256/" + str(hexpart)
 
-    def _compare(self, what: str, desc: dict, actual_digest: str, actual_size: int) -> None:
-        if actual_digest != desc["digest"]:
+    def _compare(self, what: str, desc: dict[str, Any], digest: str, size: int) -> None:
+        if digest != desc["digest"]:
             self.fail(
                 f"{what} blob blobs/sha256/{desc['digest'].removeprefix('sha256:')}: "
-                f"expected {desc['digest']}, its bytes hash to {actual_digest}"
+                f"expected {desc['digest']}, its bytes hash to {digest}"
             )
-        if actual_size != desc.get("size"):
+        if size != desc.get("size"):
             self.fail(
-                f"{what} {desc['digest']}: descriptor size {desc.get('size')}, "
-                f"blob is {actual_size} bytes"
+                f"{what} {desc['digest']}: descriptor size {desc.get('size')}, blob is {size} bytes"
             )
 
 
@@ -191,7 +190,7 @@ def _check(a: _Archive) -> tuple[str, int]:
     return desc["digest"], checked
 
 
-def _loads(a: _Archive, data: bytes, what: str) -> dict:
+def _loads(a: _Archive, data: bytes, what: str) -> dict[str, Any]:
     try:
         doc = json.loads(data)
     except ValueError as exc:
@@ -203,7 +202,7 @@ def _loads(a: _Archive, data: bytes, what: str) -> dict:
     return doc
 
 
-def _check_docker_manifest(a: _Archive, config_desc: Any, layer_descs: list) -> None:
+def _check_docker_manifest(a: _Archive, config_desc: Any, layer_descs: list[Any]) -> None:
     docker = a.json("manifest.json", "docker manifest")
     if docker is None:
         return

@@ -88,57 +88,50 @@ def _lexists(path: Path) -> bool:
     return os.path.lexists(path)
 
 
-def _inside(root: Path, rel: str) -> Path:
-    """``root/rel`` after checking that no directory on the way is a symlink (no writes through one)."""
-    path = root
-    parts = rel.split("/")
-    for part in parts[:-1]:
-        path = path / part
-        if path.is_symlink() and part not in MERGED_DIRS:
-            raise RootfsError(f"{rel}: {path.relative_to(root)} is a symlink; not writing through it")
-    return root / rel
+def _mkdirs(root: Path, rel: str) -> Path:
+    """The real directory ``root/rel``, made where missing.
 
-
-def _mkdirs(root: Path, rel: str) -> None:
+    Only the top-level merged-/usr links are followed; any other symlink or
+    non-directory on the way is refused, so nothing is written through a link.
+    """
     path = root
-    for part in rel.split("/"):
+    for part in rel.split("/") if rel else ():
         path = path / part
-        if path.is_symlink() and part in MERGED_DIRS and path.parent == root:
-            _mkdirs(root, f"usr/{part}")
-            continue
-        if _lexists(path) and not path.is_dir():
-            raise RootfsError(f"{rel}: {path.relative_to(root)} exists and is not a directory")
-        if not _lexists(path):
+        if path.parent == root and part in MERGED_DIRS and path.is_symlink():
+            path = _mkdirs(root, f"usr/{part}")
+        elif path.is_symlink() or (_lexists(path) and not path.is_dir()):
+            raise RootfsError(f"{rel}: {path.relative_to(root)} is not a directory")
+        elif not _lexists(path):
             path.mkdir()
             path.chmod(0o755)
+    return path
 
 
-def _write(root: Path, rel: str, text: str, written: list[str]) -> None:
-    parent = rel.rpartition("/")[0]
-    if parent:
-        _mkdirs(root, parent)
-    path = _inside(root, rel)
+def _free(root: Path, rel: str) -> Path:
+    """``root/rel`` with its parent made; refuses when ``rel`` is a directory."""
+    parent, _, name = rel.rpartition("/")
+    path = _mkdirs(root, parent) / name
     if path.is_dir() and not path.is_symlink():
-        raise RootfsError(f"{rel} is a directory; cannot write a file there")
+        raise RootfsError(f"{rel} is a directory, not a file or symlink")
+    return path
+
+
+def _write(root: Path, rel: str, data: bytes, written: list[str]) -> None:
+    path = _free(root, rel)
     if _lexists(path):
         path.unlink()
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
         os.fchmod(f.fileno(), 0o644)
     written.append(rel)
 
 
 def _link(root: Path, rel: str, target: str, written: list[str], *, replace: bool = True) -> None:
-    parent = rel.rpartition("/")[0]
-    if parent:
-        _mkdirs(root, parent)
-    path = _inside(root, rel)
+    path = _free(root, rel)
     if _lexists(path):
         if not replace or (path.is_symlink() and os.readlink(path) == target):
             return
-        if path.is_dir() and not path.is_symlink():
-            raise RootfsError(f"{rel} is a directory; cannot make it a symlink")
         path.unlink()
     path.symlink_to(target)
     written.append(rel)
@@ -220,14 +213,14 @@ def finish_runtime(root: Path, *, shell: bool = False) -> RuntimeReport:
         _mkdirs(root, rel)
     removed = [] if shell else _remove_shells(root)
     login = "/bin/sh" if shell and _is_file(root, "usr/bin/sh") else NOLOGIN
-    _write(root, "etc/passwd", _passwd(login), written)
-    _write(root, "etc/group", _group(), written)
+    _write(root, "etc/passwd", _passwd(login).encode(), written)
+    _write(root, "etc/group", _group().encode(), written)
     if not _lexists(root / "etc/nsswitch.conf"):
-        _write(root, "etc/nsswitch.conf", NSSWITCH, written)
+        _write(root, "etc/nsswitch.conf", NSSWITCH.encode(), written)
     count = _ca_bundle(root, written)
     if (root / "usr/share/zoneinfo" / TIMEZONE).is_file():
         _link(root, "etc/localtime", f"/usr/share/zoneinfo/{TIMEZONE}", written)
-        _write(root, "etc/timezone", TIMEZONE + "\n", written)
+        _write(root, "etc/timezone", f"{TIMEZONE}\n".encode(), written)
     trimmed = [_trim_docs(root), *(_trim(root, rel) for rel in TRIMMED)]
     return RuntimeReport(
         written=tuple(sorted(written)),
@@ -290,15 +283,17 @@ def _ca_bundle(root: Path, written: list[str]) -> int:
         data = (source / rel).read_bytes()
         chunks.append(data if data.endswith(b"\n") or not data else data + b"\n")
     bundle = b"".join(chunks)
-    _write(root, "etc/ssl/certs/ca-certificates.crt", bundle.decode("latin-1"), written)
+    _write(root, "etc/ssl/certs/ca-certificates.crt", bundle, written)
     for rel in certs:
         name = _cert_pem_name(rel)
         _link(root, f"etc/ssl/certs/{name}", f"/usr/share/ca-certificates/{rel}", written)
     conf = "".join(f"{rel}\n" for rel in certs)
-    _write(root, "etc/ca-certificates.conf", conf, written)
+    _write(root, "etc/ca-certificates.conf", conf.encode(), written)
     # OpenSSL's default paths (OPENSSLDIR /usr/lib/ssl): package openssl ships these links,
     # libssl3 alone does not
-    _link(root, "usr/lib/ssl/cert.pem", "/etc/ssl/certs/ca-certificates.crt", written, replace=False)
+    _link(
+        root, "usr/lib/ssl/cert.pem", "/etc/ssl/certs/ca-certificates.crt", written, replace=False
+    )
     _link(root, "usr/lib/ssl/certs", "/etc/ssl/certs", written, replace=False)
     return bundle.count(b"-----BEGIN CERTIFICATE-----")
 

@@ -70,6 +70,7 @@ _FILE_MODE = 0o644
 _EXEC_MODE = 0o755
 _DIR_MODE = 0o755
 _CHUNK = 1 << 20
+_ROOT = "the root"  # the owner of a path that was there before the install
 _PYTHON = re.compile(r"[0-9]+\.[0-9]+\Z")
 
 
@@ -116,7 +117,7 @@ class WheelCorrupt(CorruptObject):
             hint="run 'seal store verify', then fetch again",
         )
         self.filename = filename
-        self.digest = expected
+        self.expected = self.digest = expected
         self.actual = actual
         self.others = tuple(others)
 
@@ -133,13 +134,19 @@ class WheelConflict(WheelInstallError):
     reason = "wheel-conflict"
 
     def __init__(self, clashes: Sequence[tuple[str, str, str]]):
-        shown = "; ".join(f"{path} from both {a} and {b}" for path, a, b in clashes[:3])
+        shown = "; ".join(_clash(*clash) for clash in clashes[:3])
         more = f" and {len(clashes) - 3} more" if len(clashes) > 3 else ""
         super().__init__(
             f"wheels write the same path: {shown}{more}; nothing was installed",
             hint="pin versions that do not overlap, or drop one of the packages",
         )
         self.clashes = tuple(clashes)
+
+
+def _clash(path: str, first: str, second: str) -> str:
+    if first == _ROOT:
+        return f"{path} from {second} is already in the root"
+    return f"{path} from both {first} and {second}"
 
 
 # -- the layout ------------------------------------------------------------------------------
@@ -275,7 +282,7 @@ class _StagingDestination(WheelDestination):
         if earlier is not None:
             self._claims.clashes.append((rel, earlier, self._wheel))
         elif os.path.lexists(self._root / rel):
-            self._claims.clashes.append((rel, "the root", self._wheel))
+            self._claims.clashes.append((rel, _ROOT, self._wheel))
         self._claims.owner[rel] = self._wheel
 
 
@@ -306,7 +313,7 @@ def _spool(wheel: WheelInput, stack: ExitStack) -> tuple[BinaryIO, str]:
             hasher.update(chunk)
             copy.write(chunk)
     copy.seek(0)
-    return copy, hasher.hexdigest()  # type: ignore[return-value]
+    return copy, hasher.hexdigest()
 
 
 def _open_wheel(wheel: WheelInput, data: BinaryIO, stack: ExitStack) -> WheelFile:
@@ -316,7 +323,6 @@ def _open_wheel(wheel: WheelInput, data: BinaryIO, stack: ExitStack) -> WheelFil
         archive.filename = wheel.filename  # WheelFile names the distribution from it
         source = WheelFile(archive)
         source.validate_record(validate_contents=True)
-        _ = source.dist_info_dir
     except (zipfile.BadZipFile, InstallerError, ValueError) as err:
         issues = getattr(err, "issues", None) or [str(err)]
         raise WheelInstallError(f"wheel {wheel.filename} is not installable: {issues[0]}") from err

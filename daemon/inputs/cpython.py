@@ -47,7 +47,15 @@ from types import MappingProxyType
 
 from ..errors import DaemonError
 from .debian_closure import compare_versions
-from .debian_packages import best_entry, fetch_index
+from .debian_packages import (
+    FASTEST,
+    SMALLEST,
+    best_entry,
+    fetch_index,
+    field_lines,
+    stanza_start,
+    stanza_text,
+)
 from .debian_release import (
     DEFAULT_KEYRING,
     DEFAULT_MIRROR,
@@ -64,7 +72,7 @@ PYTHON_ORG = "https://www.python.org/ftp/python"
 DEFAULT_SUITES = ("bookworm", "trixie", "sid")
 SIGNING_KEY_MEMBER = "debian/upstream/signing-key.asc"
 _VERSION = re.compile(r"(\d+)\.(\d+)\.(\d+)")
-_PACKAGE = re.compile(r"python(\d+)\.(\d+)")
+_PACKAGE = rb"python\d+\.\d+"  # the source packages of CPython, for scan_sources
 _TARBALL_SUFFIXES = {".tar.xz": ".tar.xz", ".tar.gz": ".tgz"}  # Debian's -> python.org's
 
 
@@ -268,13 +276,31 @@ def _source_file(line: str, name: str, where: str) -> SourceFile:
     return SourceFile(name=parts[2], size=int(parts[1]), sha256=parts[0].lower())
 
 
-def sources_entry(release: Release, component: str = "main") -> IndexFile:
-    """The Release's entry for the best-compressed ``<component>/source/Sources``.
+def scan_sources(text: bytes, name: bytes, *, where: str = "Sources") -> list[SourcePackage]:
+    """The stanzas of a Sources index whose Package matches the regex ``name``, in file order.
+
+    Only those stanzas are decoded and parsed (one regex pass finds them), which
+    for trixie's 57 MB index is ~0.05 s instead of ~0.4 s for ``parse_sources``.
+
+    Raises:
+        CPythonSourceError: a kept stanza lacks Version, Directory or Checksums-Sha256.
+    """
+    out = []
+    for match in field_lines(text, b"Package", name):
+        stanza = stanza_text(text, stanza_start(text, match.start())).decode("utf-8")
+        out.append(_parse_source_stanza(match.group(1).decode(), stanza.strip("\n"), where))
+    return out
+
+
+def sources_entry(
+    release: Release, component: str = "main", order: Sequence[str] = SMALLEST
+) -> IndexFile:
+    """The Release's entry for ``<component>/source/Sources`` (first form in ``order``).
 
     Raises:
         IndexMissing: the Release lists no Sources index for the component.
     """
-    return best_entry(release, f"{component}/source/Sources")
+    return best_entry(release, f"{component}/source/Sources", order=order)
 
 
 def fetch_sources(
@@ -404,8 +430,8 @@ class CPythonResolver:
             except ReleaseError as e:
                 self.unverified[suite] = e
                 raise
-            found = fetch_sources(self.getter, release, want=_PACKAGE.fullmatch)
-            self._suites[suite] = (release, found)
+            text, url = fetch_index(self.getter, release, sources_entry(release, order=FASTEST))
+            self._suites[suite] = (release, scan_sources(text, _PACKAGE, where=url))
         return self._suites[suite]
 
     def _verified(self) -> Iterator[tuple[Release, list[SourcePackage]]]:
@@ -603,7 +629,10 @@ def extract_signing_key(debian_tar: bytes, *, name: str = "debian.tar.xz") -> by
         CPythonSourceError: ``cpython-signing-key-missing`` (no such member, or not a tar.xz).
     """
     try:
-        with lzma.open(io.BytesIO(debian_tar)) as xz, tarfile.open(fileobj=xz, mode="r|") as tar:
+        # one decompression call (the GIL is let go once, not per tar block: other
+        # threads of a lock keep it busy), then the tar read from memory
+        plain = lzma.decompress(debian_tar)
+        with tarfile.open(fileobj=io.BytesIO(plain), mode="r|") as tar:
             for member in tar:
                 if member.name.removeprefix("./") == SIGNING_KEY_MEMBER and member.isfile():
                     handle = tar.extractfile(member)
@@ -755,6 +784,7 @@ __all__ = [
     "parse_sources",
     "parse_version",
     "python_org_urls",
+    "scan_sources",
     "signer_for",
     "signing_keyring",
     "sources_entry",

@@ -22,7 +22,16 @@ from .debian_closure import (
     closure,
     compare_versions,
 )
-from .debian_packages import BinaryPackage, IndexParseError, fetch_packages, parse_packages
+from .debian_packages import (
+    FASTEST,
+    BinaryPackage,
+    IndexParseError,
+    ScannedPackages,
+    fetch_index,
+    fetch_packages,
+    index_entry,
+    parse_packages,
+)
 from .debian_release import (
     DEFAULT_KEYRING,
     DEFAULT_MIRROR,
@@ -86,6 +95,7 @@ class DebianArchive:
         self.check_expiry = check_expiry
         self.now = now
         self._release: Release | None = None
+        self._texts: list[tuple[bytes, str]] | None = None
         self._packages: list[BinaryPackage] | None = None
         self._index: PackageIndex | None = None
 
@@ -102,20 +112,32 @@ class DebianArchive:
             )
         return self._release
 
+    def texts(self) -> list[tuple[bytes, str]]:
+        """Each component's verified Packages text and its URL (fetched once).
+
+        The gzip form is preferred: it decompresses in a third of xz's time.
+        """
+        if self._texts is None:
+            release = self.release()
+            self._texts = [
+                fetch_index(self.getter, release, index_entry(release, c, self.arch, FASTEST))
+                for c in self.components
+            ]
+        return self._texts
+
     def packages(self) -> list[BinaryPackage]:
         """Every package of the configured components, in component then file order (cached)."""
         if self._packages is None:
-            release = self.release()
             found: list[BinaryPackage] = []
-            for component in self.components:
-                found += fetch_packages(self.getter, release, component, self.arch)
+            for text, url in self.texts():
+                found += parse_packages(text, where=url)
             self._packages = found
         return self._packages
 
     def index(self) -> PackageIndex:
-        """The packages by name and by what they provide (built once)."""
+        """The packages by name and by what they provide (stanzas parsed as the closure asks)."""
         if self._index is None:
-            self._index = PackageIndex(self.packages(), self.arch)
+            self._index = PackageIndex(ScannedPackages(self.texts()), self.arch)
         return self._index
 
     def closure(self, roots: Iterable[str], *, essential: bool = False) -> list[PinnedPackage]:

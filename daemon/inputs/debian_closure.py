@@ -15,6 +15,7 @@ import functools
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from ..errors import DaemonError
 from .debian_packages import BinaryPackage
@@ -210,25 +211,83 @@ class PinnedPackage:
 _PRIORITY = {"required": 0, "important": 1, "standard": 2, "optional": 3, "extra": 4}
 
 
-class PackageIndex:
-    """The packages of one architecture (plus ``all``), by name and by what they provide."""
+class PackageSource(Protocol):
+    """Where a ``PackageIndex`` finds stanzas (``debian_packages.ScannedPackages``)."""
 
-    def __init__(self, packages: Iterable[BinaryPackage], arch: str = "amd64"):
-        self.arch = arch
-        self.by_name: dict[str, list[BinaryPackage]] = {}
-        self.providers: dict[str, list[tuple[BinaryPackage, str]]] = {}
+    def named(self, name: str) -> Sequence[BinaryPackage]: ...
+
+    def providing(self, name: str) -> Sequence[BinaryPackage]: ...
+
+    def essential_names(self) -> Iterable[str]: ...
+
+
+class _Listed:
+    """A ``PackageSource`` over parsed packages, indexed up front."""
+
+    def __init__(self, packages: Iterable[BinaryPackage]):
+        self._named: dict[str, list[BinaryPackage]] = {}
+        self._providing: dict[str, list[BinaryPackage]] = {}
+        self._essential: list[str] = []
         for package in packages:
-            if package.architecture not in (arch, "all"):
-                continue
-            self.by_name.setdefault(package.name, []).append(package)
+            self._named.setdefault(package.name, []).append(package)
             for relation in parse_relations(package.provides) if package.provides else ():
                 for atom in relation:
-                    self.providers.setdefault(atom.name, []).append((package, atom.version))
-        newest = functools.cmp_to_key(lambda a, b: compare_versions(b.version, a.version))
-        for versions in self.by_name.values():
-            versions.sort(key=newest)
-        for provided in self.providers.values():
-            provided.sort(key=lambda p: (_PRIORITY.get(p[0].priority, 5), p[0].name))
+                    providers = self._providing.setdefault(atom.name, [])
+                    if not providers or providers[-1] is not package:
+                        providers.append(package)
+            if package.essential:
+                self._essential.append(package.name)
+
+    def named(self, name: str) -> Sequence[BinaryPackage]:
+        return self._named.get(name, ())
+
+    def providing(self, name: str) -> Sequence[BinaryPackage]:
+        return self._providing.get(name, ())
+
+    def essential_names(self) -> Iterable[str]:
+        return self._essential
+
+
+class PackageIndex:
+    """The packages of one architecture (plus ``all``), by name and by what they provide.
+
+    Built from parsed packages, or from a ``PackageSource`` that parses stanzas
+    only when they are asked for; either way each name is looked up once.
+    """
+
+    def __init__(self, packages: Iterable[BinaryPackage] | PackageSource, arch: str = "amd64"):
+        self.arch = arch
+        self._source: PackageSource = (
+            packages if hasattr(packages, "providing") else _Listed(packages)  # type: ignore[arg-type]
+        )
+        self._versions: dict[str, list[BinaryPackage]] = {}
+        self._providers: dict[str, list[tuple[BinaryPackage, str]]] = {}
+
+    def _ours(self, package: BinaryPackage) -> bool:
+        return package.architecture in (self.arch, "all")
+
+    def versions(self, name: str) -> list[BinaryPackage]:
+        """The packages called ``name``, newest first (index order among equal versions)."""
+        found = self._versions.get(name)
+        if found is None:
+            found = [p for p in self._source.named(name) if self._ours(p)]
+            found.sort(key=_NEWEST_FIRST)
+            self._versions[name] = found
+        return found
+
+    def providers(self, name: str) -> list[tuple[BinaryPackage, str]]:
+        """(package, provided version or "") for each Provides of ``name``, by priority, name."""
+        found = self._providers.get(name)
+        if found is None:
+            found = []
+            for package in self._source.providing(name):
+                if not self._ours(package) or not package.provides:
+                    continue
+                for relation in parse_relations(package.provides):
+                    found += [(package, a.version) for a in relation if a.name == name]
+            found.sort(key=lambda p: (_PRIORITY.get(p[0].priority, 5), p[0].name))
+            self._providers[name] = found
+        return found
 
     def applies(self, atom: Atom) -> bool:
         """False when an architecture restriction list excludes this architecture."""
@@ -248,8 +307,8 @@ class PackageIndex:
         """
         if atom.arch not in ("", "any", "native", self.arch):
             return []
-        found = [p for p in self.by_name.get(atom.name, ()) if self._meets(p.version, atom)]
-        for package, provided in self.providers.get(atom.name, ()):
+        found = [p for p in self.versions(atom.name) if self._meets(p.version, atom)]
+        for package, provided in self.providers(atom.name):
             if (not atom.op or (provided and self._meets(provided, atom))) and package not in found:
                 found.append(package)
         return found
@@ -260,16 +319,20 @@ class PackageIndex:
 
     def available(self, atom: Atom) -> list[str]:
         """What the index has under ``atom``'s name, for error messages."""
-        names = [f"{p.name} {p.version}" for p in self.by_name.get(atom.name, ())]
+        names = [f"{p.name} {p.version}" for p in self.versions(atom.name)]
         names += [
             f"{p.name} {p.version} (provides {atom.name}{f' (= {v})' if v else ''})"
-            for p, v in self.providers.get(atom.name, ())
+            for p, v in self.providers(atom.name)
         ]
         return names
 
     def essential(self) -> list[BinaryPackage]:
         """The newest version of every ``Essential: yes`` package, by name."""
-        return [v[0] for _, v in sorted(self.by_name.items()) if v[0].essential]
+        newest = [self.versions(name) for name in sorted(set(self._source.essential_names()))]
+        return [v[0] for v in newest if v and v[0].essential]
+
+
+_NEWEST_FIRST = functools.cmp_to_key(lambda a, b: compare_versions(b.version, a.version))
 
 
 class _Resolver:

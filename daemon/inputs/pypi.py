@@ -26,6 +26,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import tempfile
 import zipfile
 from collections.abc import Mapping
@@ -135,7 +136,7 @@ class File:
     def from_json(cls, entry: Mapping[str, Any], page_url: str) -> File:
         """Parse one ``files`` entry; raises ``ValueError`` or ``KeyError`` if malformed."""
         filename = entry["filename"]
-        url, fragment = urldefrag(urljoin(page_url, entry["url"]))
+        url, fragment = _absolute(page_url, entry["url"])
         hashes = entry.get("hashes") or {}
         sha256 = hashes.get("sha256")
         if sha256 is None and fragment.startswith("sha256="):
@@ -181,11 +182,25 @@ class File:
         return self.url + ".metadata"
 
 
+def _absolute(page_url: str, url: str) -> tuple[str, str]:
+    """``url`` resolved against the page, and its fragment apart.
+
+    PyPI's URLs are absolute and fragment-free: those skip urljoin and urldefrag,
+    which cost ~25 us a file (pydantic-core's page lists 15,000 files).
+    """
+    if url.startswith(("https://", "http://")) and "#" not in url and url[-1] not in "?;":
+        return url, ""
+    return urldefrag(urljoin(page_url, url))
+
+
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+
+
 def _hex(value: Any) -> str | None:
     if value is None:
         return None
     text = str(value).lower()
-    if len(text) != 64 or any(c not in "0123456789abcdef" for c in text):
+    if not _HEX64.fullmatch(text):
         raise ValueError(f"not a sha256 hex digest: {value!r}")
     return text
 

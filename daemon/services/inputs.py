@@ -11,6 +11,8 @@ from __future__ import annotations
 import shutil
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 
+from seal.daemon.build import builtins
+from seal.daemon.build.derivation import parse
 from seal.daemon.build.realizer import Realizer, ResultEvent
 from seal.daemon.inputs import fetch as fetching
 from seal.daemon.inputs import locker, lockfile, pylock
@@ -118,13 +120,19 @@ class InputsServicer(pb_grpc.InputsServicer):
     def _download(self, todo: list[lockfile.Artifact], context):
         """Realize each artifact's fetch derivation, a few at a time; events as they end.
 
-        Returns (as a generator's value) the bytes downloaded.
+        The derivations are stored in one batch first; the largest files start
+        first (the last ones to finish are then small).  Returns (as a
+        generator's value) the bytes downloaded.
         """
         fetched = 0
         sessions: list = []
         context.add_callback(lambda: [s.cancel() for s in list(sessions)])
+        targets = self._add_derivations(todo)
+        order = sorted(todo, key=lambda pin: -pin.size)
         with ThreadPoolExecutor(FETCH_THREADS, thread_name_prefix="seal-fetch") as pool:
-            futures = {pool.submit(self._fetch_one, pin, sessions): pin for pin in todo}
+            futures = {
+                pool.submit(self._fetch_one, targets[pin.sha256], sessions): pin for pin in order
+            }
             pending = set(futures)
             try:
                 while pending:
@@ -157,9 +165,23 @@ class InputsServicer(pb_grpc.InputsServicer):
     def _object_path(self, sha256: str) -> str:
         return self._store.layout.object_path(Digest.from_hex(sha256))
 
-    def _fetch_one(self, pin: lockfile.Artifact, sessions: list) -> Digest:
-        name = fetching.derivation_name(pin)
-        target = self._realizer.add_documents({name: fetching.derivation_document(pin)}, name)
+    def _add_derivations(self, pins: list[lockfile.Artifact]) -> dict[str, Digest]:
+        """Store every pin's fetch derivation in one batch (one sync, one transaction).
+
+        What ``Realizer.add_documents`` does for one document, for all of them:
+        parse, check the builtin's parameters, store.  Returns sha256 -> digest.
+        """
+        drvs = {
+            pin.sha256: parse(fetching.derivation_document(pin), where=fetching.derivation_name(pin))
+            for pin in pins
+        }
+        with self._store.batch() as batch:
+            for drv in drvs.values():
+                builtins.validate(drv, drv.name)
+                batch.add_bytes(drv.canonical)
+        return {sha: drv.digest for sha, drv in drvs.items()}
+
+    def _fetch_one(self, target: Digest, sessions: list) -> Digest:
         session = self._realizer.session(target)
         sessions.append(session)
         for event in session:

@@ -62,10 +62,17 @@ def _pypi(root: Path) -> PyPIFixture:
     return pypi
 
 
-def _mirror(tmp: Path, rm, *, tamper: str = "", python: str = "3.13.5", **switches) -> Path:
+def _mirror(
+    tmp: Path, rm, *, tamper: str = "", python: str = "3.13.5", corrupt_gz=False, **switches
+) -> Path:
     debs = [Deb(name) for name in sorted({*TOOLCHAIN, *RUNTIME})]
     debs.append(Deb("dash", essential=True, priority="required"))
     repo = make_repo(tmp, debs, signing_keys(), **switches)
+    if corrupt_gz:  # same size, one byte flipped: the form a lock reads first
+        gz = repo.dists("main/binary-amd64/Packages.gz")
+        data = bytearray(gz.read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        gz.write_bytes(bytes(data))
     write_suite(repo.root, "trixie", [python_source(rm, version=python, tamper=tamper)])
     return repo.root
 
@@ -224,7 +231,8 @@ class TestLock:
     ("switches", "reason"),
     [
         ({"sign": "untrusted"}, "debian-release-untrusted-key"),
-        ({"corrupt_xz": "hash"}, "hash-mismatch"),
+        ({"corrupt_gz": True}, "hash-mismatch"),
+        ({"corrupt_xz": "hash", "omit": ("gz",)}, "hash-mismatch"),  # xz when there is no gz
     ],
 )
 def test_a_bad_debian_mirror_is_refused(tmp_path, rm, world, store, switches, reason):

@@ -106,6 +106,12 @@ FIXTURES: dict[str, tuple[str, list[str], dict[str, object]]] = {
         HARDENED + SO,
         {"kind": "shared-object", "pie": None, "stack_protector": False, "fortify": None},
     ),
+    # A symbol table importing nothing is still "no, not found!", not unknown.
+    "bare.so": (
+        TINY,
+        ["-O2", "-nostdlib", *SO],
+        {"kind": "shared-object", "pie": None, "stack_protector": False, "fortify": None},
+    ),
     # No symbol table at all: "unknown, no symbols found".
     "static": (
         PLAIN_MAIN,

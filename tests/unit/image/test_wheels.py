@@ -22,7 +22,6 @@ from pypifixture import Dist, build_wheel
 
 from seal.daemon.image.wheels import (
     COMPILE_SCRIPT,
-    INSTALLER_TEXT,
     WheelConflict,
     WheelCorrupt,
     WheelInput,
@@ -72,12 +71,18 @@ def inp(dist: Dist, sha256: str | None = None) -> WheelInput:
     return WheelInput(dist.filename, sha256 or dist.sha256, lambda: io.BytesIO(dist.data))
 
 
+def raw_input(filename: str, data: bytes) -> WheelInput:
+    """A wheel input whose pinned hash is that of ``data`` (whatever is in it)."""
+    return WheelInput(filename, hashlib.sha256(data).hexdigest(), lambda: io.BytesIO(data))
+
+
 def snapshot(root: Path) -> dict[str, tuple[int, bytes | None]]:
     """Every path under root: its permission bits and (files) bytes."""
     out = {}
     for path in sorted(root.rglob("*")):
         mode = path.lstat().st_mode & 0o7777
-        out[path.relative_to(root).as_posix()] = (mode, path.read_bytes() if path.is_file() else None)
+        data = path.read_bytes() if path.is_file() else None
+        out[path.relative_to(root).as_posix()] = (mode, data)
     return out
 
 
@@ -102,7 +107,8 @@ def urlsafe_sha256(data: bytes) -> str:
 class TestLayout:
     def test_schemes_land_under_the_prefix(self, tmp_path: Path):
         report = install_wheels([inp(demo_wheel())], tmp_path)
-        files = set(snapshot(tmp_path))
+        tree = snapshot(tmp_path)
+        files = set(tree)
         assert {
             f"{SITE}/demo/__init__.py",
             f"{SITE}/demo/cli.py",
@@ -117,7 +123,7 @@ class TestLayout:
         assert not any(f.endswith((".pyc", "direct_url.json", "REQUESTED")) for f in files)
         (wheel,) = report.wheels
         assert (wheel.name, wheel.version) == ("demo", "1.0")
-        assert wheel.files == tuple(sorted(f for f in files if snapshot(tmp_path)[f][1] is not None))
+        assert wheel.files == tuple(sorted(f for f in files if tree[f][1] is not None))
 
     def test_scripts_are_for_the_final_interpreter(self, tmp_path: Path):
         install_wheels([inp(demo_wheel())], tmp_path)
@@ -131,7 +137,8 @@ class TestLayout:
     def test_other_prefix_and_python(self, tmp_path: Path):
         install_wheels([inp(demo_wheel())], tmp_path, prefix="/opt/app/", python="3.12")
         assert (tmp_path / "opt/app/lib/python3.12/site-packages/demo/cli.py").is_file()
-        assert (tmp_path / "opt/app/bin/demo").read_bytes().startswith(b"#!/opt/app/bin/python3.12\n")
+        script = (tmp_path / "opt/app/bin/demo").read_bytes()
+        assert script.startswith(b"#!/opt/app/bin/python3.12\n")
         assert (tmp_path / "opt/app/include/python3.12/demo/demo.h").is_file()
 
     @pytest.mark.parametrize("prefix", ["", "usr/../etc", "usr//local"])
@@ -142,7 +149,7 @@ class TestLayout:
     def test_installer_file_and_modes(self, tmp_path: Path):
         with umask(0o077):
             install_wheels([inp(demo_wheel())], tmp_path)
-        assert (tmp_path / SITE / "demo-1.0.dist-info/INSTALLER").read_bytes() == INSTALLER_TEXT
+        assert (tmp_path / SITE / "demo-1.0.dist-info/INSTALLER").read_bytes() == b"seal\n"
         executables = {"usr/local/bin/demo", "usr/local/bin/demo-gui", "usr/local/bin/demo-sh"}
         executables.add(f"{SITE}/demo/tool.sh")
         for rel, (mode, data) in snapshot(tmp_path).items():
@@ -246,9 +253,10 @@ class TestRefusals:
         with zipfile.ZipFile(io.BytesIO(dist.data)) as src, zipfile.ZipFile(out, "w") as dst:
             for info in src.infolist():
                 data = src.read(info)
-                dst.writestr(info, b"def main():\n    return 1\n" if info.filename == "demo/cli.py" else data)
-        data = out.getvalue()
-        tampered = WheelInput(dist.filename, hashlib.sha256(data).hexdigest(), lambda: io.BytesIO(data))
+                if info.filename == "demo/cli.py":
+                    data = b"def main():\n    return 1\n"
+                dst.writestr(info, data)
+        tampered = raw_input(dist.filename, out.getvalue())
         with pytest.raises(WheelInstallError, match=r"demo/cli\.py didn't match RECORD"):
             install_wheels([tampered], tmp_path / "root")
         assert not (tmp_path / "root").exists()
@@ -260,8 +268,7 @@ class TestRefusals:
         assert not list(tmp_path.rglob("escaped.txt"))
 
     def test_not_a_zip(self, tmp_path: Path):
-        data = b"not a wheel"
-        wheel = WheelInput("x-1.0-py3-none-any.whl", hashlib.sha256(data).hexdigest(), lambda: io.BytesIO(data))
+        wheel = raw_input("x-1.0-py3-none-any.whl", b"not a wheel")
         with pytest.raises(WheelInstallError, match="x-1.0-py3-none-any.whl"):
             install_wheels([wheel], tmp_path)
 
@@ -369,16 +376,16 @@ def test_click_matches_pip_target(tmp_path: Path):
         check=True,
     )
     (wheel,) = dl.glob("*.whl")
-    data = wheel.read_bytes()
-    sha = hashlib.sha256(data).hexdigest()
-    report = install_wheels([WheelInput(wheel.name, sha, lambda: io.BytesIO(data))], tmp_path / "root")
+    report = install_wheels([raw_input(wheel.name, wheel.read_bytes())], tmp_path / "root")
     assert (report.wheels[0].name, report.wheels[0].version) == ("click", "8.1.7")
 
     target = tmp_path / "target"
-    subprocess.run([*pip, "install", "--no-deps", "--no-compile", "--target", target, wheel], check=True)
-    ours = {p.relative_to(tmp_path / "root" / SITE) for p in (tmp_path / "root" / SITE).rglob("*.py")}
+    subprocess.run(
+        [*pip, "install", "--no-deps", "--no-compile", "--target", target, wheel], check=True
+    )
+    site = tmp_path / "root" / SITE
+    ours = {p.relative_to(site) for p in site.rglob("*.py")}
     theirs = {p.relative_to(target) for p in target.rglob("*.py")}
     assert ours == theirs and len(ours) > 10
-    site = tmp_path / "root" / SITE
     assert compile_tree(site).returncode == 0
     assert len(pycs(site)) == len(ours)
