@@ -60,12 +60,13 @@ find . -depth -type d -name __pycache__ -exec rm -rf {{}} +
 rm -rf "$root/include" "$root/share" "$root/lib/pkgconfig" "$root/lib/libpython{series}.a" \
     "$config"/*.a "$config"/*.o "$config"/config.c* "$config"/python.o "$config"/Setup* \
     "$config"/install-sh "$config"/makesetup
-# the build directory, as sysconfig recorded it, becomes the installed config directory
-grep -rlF /build/src . "$root/bin" | while read -r f; do
-    sed -i "s#/build/src#{prefix}/lib/python{series}/$config#g" "$f"
-done
 strip --strip-unneeded lib-dynload/*.so
 strip "$root/bin/python{series}"
+# the build directory, as sysconfig recorded it, becomes the installed config directory
+# (text files only: a binary's strings cannot change length)
+grep -rlIF /build/src . "$root/bin" | while read -r f; do
+    sed -i "s#/build/src#{prefix}/lib/python{series}/$config#g" "$f"
+done
 rm -f "$root/bin/idle{series}" "$root/bin/idle3" "$root/bin/pydoc{series}" "$root/bin/pydoc3"
 PYTHONHOME="$root" "$root/bin/python{series}" -E -m compileall -q -j1 \
     --invalidation-mode unchecked-hash -d {prefix}/lib/python{series} -x '/lib-dynload/' . \

@@ -50,9 +50,11 @@ from .debian_closure import compare_versions
 from .debian_packages import (
     FASTEST,
     SMALLEST,
+    Prefetch,
     best_entry,
     fetch_index,
     field_lines,
+    prefetch_url,
     stanza_start,
     stanza_text,
 )
@@ -418,6 +420,9 @@ class CPythonResolver:
         if suite in self.unverified:
             raise self.unverified[suite]
         if suite not in self._suites:
+            # the index is fetched while the InRelease is verified (checked against it after)
+            path = f"main/source/Sources{FASTEST[0]}"
+            prefetched = Prefetch(self.getter, prefetch_url(self.mirror, suite, path))
             try:
                 release = fetch_release(
                     self.getter,
@@ -430,7 +435,8 @@ class CPythonResolver:
             except ReleaseError as e:
                 self.unverified[suite] = e
                 raise
-            text, url = fetch_index(self.getter, release, sources_entry(release, order=FASTEST))
+            entry = sources_entry(release, order=FASTEST)
+            text, url = fetch_index(self.getter, release, entry, prefetched)
             self._suites[suite] = (release, scan_sources(text, _PACKAGE, where=url))
         return self._suites[suite]
 

@@ -26,11 +26,13 @@ from .debian_packages import (
     FASTEST,
     BinaryPackage,
     IndexParseError,
+    Prefetch,
     ScannedPackages,
     fetch_index,
     fetch_packages,
     index_entry,
     parse_packages,
+    prefetch_url,
 )
 from .debian_release import (
     DEFAULT_KEYRING,
@@ -60,6 +62,7 @@ __all__ = [
     "PinnedPackage",
     "Release",
     "ReleaseError",
+    "ScannedPackages",
     "SignatureError",
     "Unsatisfiable",
     "closure",
@@ -85,7 +88,10 @@ class DebianArchive:
         keyrings: Sequence[Path | str] = (DEFAULT_KEYRING,),
         check_expiry: bool = True,
         now: datetime | None = None,
+        prefetch: bool = False,
     ):
+        """``prefetch``: download the indexes while the InRelease is fetched and verified
+        (for an archive whose indexes will be read; they are checked all the same)."""
         self.getter = getter
         self.mirror = mirror.rstrip("/")
         self.suite = suite
@@ -95,6 +101,8 @@ class DebianArchive:
         self.check_expiry = check_expiry
         self.now = now
         self._release: Release | None = None
+        self._prefetch = prefetch
+        self._prefetched: dict[str, Prefetch] = {}  # by component
         self._texts: list[tuple[bytes, str]] | None = None
         self._packages: list[BinaryPackage] | None = None
         self._index: PackageIndex | None = None
@@ -102,6 +110,11 @@ class DebianArchive:
     def release(self) -> Release:
         """The verified Release; its ``inrelease_sha256`` and ``date`` go into the lock."""
         if self._release is None:
+            if self._prefetch and self._texts is None:
+                for c in self.components:
+                    path = f"{c}/binary-{self.arch}/Packages{FASTEST[0]}"
+                    url = prefetch_url(self.mirror, self.suite, path)
+                    self._prefetched[c] = Prefetch(self.getter, url)
             self._release = fetch_release(
                 self.getter,
                 self.mirror,
@@ -120,7 +133,12 @@ class DebianArchive:
         if self._texts is None:
             release = self.release()
             self._texts = [
-                fetch_index(self.getter, release, index_entry(release, c, self.arch, FASTEST))
+                fetch_index(
+                    self.getter,
+                    release,
+                    index_entry(release, c, self.arch, FASTEST),
+                    self._prefetched.pop(c, None),
+                )
                 for c in self.components
             ]
         return self._texts

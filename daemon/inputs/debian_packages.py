@@ -13,8 +13,10 @@ from __future__ import annotations
 import hashlib
 import lzma
 import re
+import threading
 import zlib
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 
 from ..errors import DaemonError
@@ -186,19 +188,65 @@ def fetch_packages(
     return parse_packages(text, where=url)
 
 
-def fetch_index(getter: Getter, release: Release, entry: IndexFile) -> tuple[bytes, str]:
+class Prefetch:
+    """An index downloaded before its Release is verified, so the two transfers overlap.
+
+    Its bytes are only handed to ``fetch_index``, which checks them against the
+    verified Release before anything else looks at them; a failed or unneeded
+    prefetch is simply not used.
+    """
+
+    def __init__(self, getter: Getter, url: str):
+        self.url = url
+        self._result: Future[bytes] = Future()
+        worker = threading.Thread(target=self._run, args=(getter,), name="seal-prefetch")
+        worker.daemon = True
+        worker.start()
+
+    def _run(self, getter: Getter) -> None:
+        try:
+            self._result.set_result(getter.get(self.url))
+        except BaseException as e:  # reported by take() as "not prefetched"
+            self._result.set_exception(e)
+
+    def take(self, url: str) -> bytes | None:
+        """The prefetched bytes if ``url`` is what was prefetched and it came; else None."""
+        if url != self.url:
+            return None
+        try:
+            return self._result.result()
+        except Exception:
+            return None  # fetch_index asks again, and reports that error
+
+
+def prefetch_url(mirror: str, suite: str, path: str) -> str:
+    """The URL ``Release.dists_url`` will give ``path`` of ``suite`` fetched by that name."""
+    return f"{mirror.rstrip('/')}/dists/{suite}/{path}"
+
+
+def fetch_index(
+    getter: Getter, release: Release, entry: IndexFile, prefetched: Prefetch | None = None
+) -> tuple[bytes, str]:
     """The text of the index ``entry`` (plain or compressed) and its URL.
 
     Nothing is decompressed before the downloaded bytes match ``entry``; when the
     Release lists the plain index too, the text must match it (and decompression
-    stops past its size).
+    stops past its size).  ``prefetched`` bytes of the same URL are used instead
+    of downloading again (checked the same way).
 
     Raises:
         IndexHashMismatch.
     """
     url = release.dists_url(entry.path)
-    data = getter.get(url)
-    check_bytes(data, entry, url)
+    data = prefetched.take(url) if prefetched is not None else None
+    if data is not None:
+        try:
+            check_bytes(data, entry, url)
+        except IndexHashMismatch:  # fetched before the InRelease: the mirror may have moved on
+            data = None
+    if data is None:
+        data = getter.get(url)
+        check_bytes(data, entry, url)
     plain = release.files.get(entry.path.removesuffix(".xz").removesuffix(".gz"))
     text = _decompress(data, entry.path, url, limit=plain.size + 1 if plain else None)
     if plain is not None and plain is not entry:

@@ -76,6 +76,23 @@ def url_records(pins: Iterable[Artifact]) -> list[tuple[bytes, bytes]]:
     return out
 
 
+def signed_inputs(lock: Lock) -> set[str]:
+    """The SHA-256s ``verify_signed`` reads: signed artifacts, their signatures, their keys."""
+    by_filename = {a.filename: a for a in lock.artifacts}
+    needed: set[str] = set()
+    for artifact in lock.artifacts:
+        if artifact.signer is None or artifact.signature is None:
+            continue
+        needed.add(artifact.sha256)
+        signature = by_filename.get(artifact.signature)
+        if signature is not None:
+            needed.add(signature.sha256)
+        needed.update(
+            k.sha256 for k in lock.artifacts if k.kind == "signing-key" and k.role == artifact.role
+        )
+    return needed
+
+
 def verify_signed(
     lock: Lock, path_of: Callable[[str], str], scratch: Path
 ) -> list[tuple[Artifact, SignatureResult]]:

@@ -156,12 +156,15 @@ class _Caches:
     def archive(self, sources: Sources, keyrings: tuple[str, ...], key: bytes) -> DebianArchive:
         """A verified archive; its parsed index is kept while the InRelease stays the same."""
         ident = (sources.debian_mirror, sources.debian_suite, key)
+        with self.lock:
+            known = self.archives.get(ident)
         fresh = DebianArchive(
             _Getter(self.http),
             mirror=sources.debian_mirror,
             suite=sources.debian_suite,
             arch=ARCH,
             keyrings=keyrings,
+            prefetch=known is None,  # a first lock reads the index: fetch it with the InRelease
         )
         release = fresh.release()
         with self.lock:

@@ -9,6 +9,7 @@ its store digest: what the store holds is already fetched.
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 
 from seal.daemon.build import builtins
@@ -22,7 +23,9 @@ from seal.store import Digest
 
 from .status import InFlight, mapped
 
-FETCH_THREADS = 8  # sessions waiting on downloads at once (the realizer bounds the downloads)
+# Sessions at once: twice the realizer's fetch slots (max_fetches), so that the next
+# files' sessions are planned and waiting while the slots download.
+FETCH_THREADS = 16
 FETCH_RECORDS = "fetches"  # URL -> the digest (and size) it gave, JSON
 
 
@@ -104,10 +107,13 @@ class InputsServicer(pb_grpc.InputsServicer):
             for pin in pins:
                 if pin.sha256 in have:
                     yield pb.FetchEvent(done=_artifact_pb(pin))
-            fetched = yield from self._download(todo, context)
+            # signatures are checked on every fetch, whoever downloaded the files, as soon
+            # as what they read is here (while the other files still download)
+            fetched = yield from self._download(
+                todo, context, fetching.signed_inputs(lock), lambda: self._verify(lock)
+            )
             if todo:
                 self._store.records(FETCH_RECORDS).put_many(fetching.url_records(todo))
-            self._verify(lock)
             root = f"lock/{lock.config_name}"
             tree = self._store.put_directories(*fetching.tree(pins), root_name=root, lease=lease)
         report = pb.FetchReport(
@@ -117,31 +123,51 @@ class InputsServicer(pb_grpc.InputsServicer):
             report.pylock_text = self._pylock(lock)
         yield pb.FetchEvent(report=report)
 
-    def _download(self, todo: list[lockfile.Artifact], context):
+    def _download(
+        self,
+        todo: list[lockfile.Artifact],
+        context,
+        needs: set[str],
+        then: Callable[[], None],
+    ):
         """Realize each artifact's fetch derivation, a few at a time; events as they end.
 
-        The derivations are stored in one batch first; the largest files start
-        first (the last ones to finish are then small).  Returns (as a
-        generator's value) the bytes downloaded.
+        ``then`` runs beside the downloads once every SHA-256 in ``needs`` is in
+        the store; the call returns when both are done, and the first failure of
+        either ends it.  The derivations are stored in one batch first; the files
+        ``then`` needs start first, then the largest (so the last ones to finish
+        are small).  Returns (as a generator's value) the bytes downloaded.
         """
         fetched = 0
         sessions: list = []
         context.add_callback(lambda: [s.cancel() for s in list(sessions)])
         targets = self._add_derivations(todo)
-        order = sorted(todo, key=lambda pin: -pin.size)
-        with ThreadPoolExecutor(FETCH_THREADS, thread_name_prefix="seal-fetch") as pool:
+        order = sorted(todo, key=lambda pin: (pin.sha256 not in needs, -pin.size))
+        waiting = {pin.sha256 for pin in todo} & needs
+        with (
+            ThreadPoolExecutor(FETCH_THREADS, thread_name_prefix="seal-fetch") as pool,
+            ThreadPoolExecutor(1, thread_name_prefix="seal-fetch-then") as after,
+        ):
             futures = {
                 pool.submit(self._fetch_one, targets[pin.sha256], sessions): pin for pin in order
             }
             pending = set(futures)
+            if not waiting:
+                pending.add(after.submit(then))
             try:
                 while pending:
                     done, pending = wait(pending, return_when=FIRST_EXCEPTION)
                     for future in done:
-                        pin = futures[future]
                         future.result()  # the first failure ends the call
+                        pin = futures.get(future)
+                        if pin is None:  # ``then``
+                            continue
                         fetched += pin.size
                         yield pb.FetchEvent(done=_artifact_pb(pin, pin.urls[0]))
+                        if pin.sha256 in waiting:
+                            waiting.discard(pin.sha256)
+                            if not waiting:
+                                pending.add(after.submit(then))
             except BaseException:
                 for future in pending:
                     future.cancel()
@@ -172,7 +198,9 @@ class InputsServicer(pb_grpc.InputsServicer):
         parse, check the builtin's parameters, store.  Returns sha256 -> digest.
         """
         drvs = {
-            pin.sha256: parse(fetching.derivation_document(pin), where=fetching.derivation_name(pin))
+            pin.sha256: parse(
+                fetching.derivation_document(pin), where=fetching.derivation_name(pin)
+            )
             for pin in pins
         }
         with self._store.batch() as batch:

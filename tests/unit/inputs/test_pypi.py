@@ -75,6 +75,32 @@ class TestProjectFiles:
         assert got.url == "https://example.org/f/a-1.0.tar.gz"
         assert got.sha256 == "ab" * 32
 
+    @pytest.mark.parametrize(
+        "url",
+        [
+            "https://files.example.org/p/a-1.0.tar.gz",
+            "https://files.example.org/p/a-1.0.tar.gz#sha256=" + "cd" * 32,
+            "http://files.example.org/p/../a-1.0.tar.gz?x=1",
+            "https://files.example.org/p/a-1.0.tar.gz?",
+            "//files.example.org/p/a-1.0.tar.gz",
+            "/p/a-1.0.tar.gz",
+        ],
+    )
+    def test_urls_as_urljoin_gives_them(self, url):
+        from urllib.parse import urldefrag, urljoin
+
+        page = "https://example.org/simple/a/"
+        entry = {"filename": "a-1.0.tar.gz", "url": url, "hashes": {"sha256": "AB" * 32}}
+        got = File.from_json(entry, page)
+        assert got.url == urldefrag(urljoin(page, url)).url
+        assert got.sha256 == "ab" * 32
+
+    @pytest.mark.parametrize("digest", ["ab" * 31, "ab" * 33, "zz" * 32, "ab" * 31 + "a\n"])
+    def test_malformed_sha256_is_refused(self, digest):
+        entry = {"filename": "a-1.0.tar.gz", "url": "https://f/a", "hashes": {"sha256": digest}}
+        with pytest.raises(ValueError, match="not a sha256"):
+            File.from_json(entry, "https://example.org/simple/a/")
+
     @pytest.mark.parametrize("spelling", ["Demo.Pkg", "demo_pkg", "DEMO--PKG", "demo-pkg"])
     def test_names_are_normalized(self, pypi_server, index, spelling):
         pypi_server.add_wheel("demo-pkg", "1.0")
