@@ -504,6 +504,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tmpfs", action="store_true", help="new store in /dev/shm")
     parser.add_argument("--rounds", type=int, default=1, help="host/sandbox compile pairs")
     parser.add_argument("--warm", type=int, default=5, help="warm rebuilds (median)")
+    parser.add_argument("--keep", action="store_true", help="keep the work dir and its store")
     parser.add_argument("--skip-compile", action="store_true", help="no host/sandbox compile")
     args = parser.parse_args(argv)
     if os.geteuid() != 0 and not args.skip_compile:
@@ -542,7 +543,10 @@ def main(argv: list[str] | None = None) -> int:
         if not args.store:
             with contextlib.suppress(BenchError):
                 seal(store, "daemon", "stop")
-        shutil.rmtree(base, ignore_errors=True)
+        if args.keep:
+            print(f"kept {base}")
+        else:
+            shutil.rmtree(base, ignore_errors=True)
         print(f"\nload {load()} at {time.strftime('%H:%M:%S UTC', time.gmtime())}")
     return 0
 

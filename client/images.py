@@ -156,13 +156,28 @@ def _bad_app(message: str) -> ClientError:
 
 
 def _write_atomically(path: Path, chunks: Iterable[bytes]) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent or ".")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    except OSError as exc:
+        raise ClientError(
+            f"cannot write {path}: {exc.strerror or exc}",
+            reason="unwritable-output",
+            exit_code=exitcodes.BAD_INPUT,
+        ) from None
     try:
         with os.fdopen(fd, "wb") as f:
             for chunk in chunks:
                 f.write(chunk)
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise ClientError(
+            f"cannot write {path}: {exc.strerror or exc}",
+            reason="unwritable-output",
+            exit_code=exitcodes.BAD_INPUT,
+        ) from None
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)

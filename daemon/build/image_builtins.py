@@ -132,7 +132,11 @@ def _oci_image_v1(ctx: BuiltinContext) -> dict[str, Digest]:
     layers = []
     for name in params["layers"]:
         entries = tar.entries_from_store(
-            ctx.store, ctx.inputs[name], prefix=prefixes.get(name, ""), modes=rootfs.RUNTIME_MODES
+            ctx.store,
+            ctx.inputs[name],
+            prefix=prefixes.get(name, ""),
+            modes=rootfs.RUNTIME_MODES,
+            owners=rootfs.RUNTIME_OWNERS,
         )
         layers.append((entries, f"seal: {name} layer"))
     c = params["config"]

@@ -70,6 +70,7 @@ class LayerEntry:
     size: int = 0
     target: str = ""
     open: Callable[[], BinaryIO] | None = None
+    owner: tuple[int, int] = (0, 0)  # uid, gid (names stay empty)
 
 
 def _encode(text: str) -> bytes:
@@ -88,13 +89,18 @@ def _default_mode(kind: str, executable: bool) -> int:
 
 
 def entries_from_store(
-    store: Store, tree: Digest, *, prefix: str = "", modes: Mapping[str, int] = {}
+    store: Store,
+    tree: Digest,
+    *,
+    prefix: str = "",
+    modes: Mapping[str, int] = {},
+    owners: Mapping[str, tuple[int, int]] = {},
 ) -> Iterator[LayerEntry]:
     """The entries of a stored tree, optionally placed under ``prefix`` (e.g. ``usr/local``).
 
     Modes are normalized (dirs 0755, files 0755 or 0644 by the executable bit,
     symlinks 0777); ``modes`` overrides them by final path.  The prefix's own
-    directories are emitted too.
+    directories are emitted too.  ``owners`` gives (uid, gid) by final path; others are 0.
     """
     prefix = prefix.strip("/")
     if prefix:
@@ -113,7 +119,7 @@ def entries_from_store(
         elif e.kind == "symlink":
             yield LayerEntry(path, "symlink", mode, target=_decode(e.target or b""))
         else:
-            yield LayerEntry(path, "dir", mode)
+            yield LayerEntry(path, "dir", mode, owner=owners.get(path, (0, 0)))
 
 
 def entries_from_directory(root: Path, *, modes: Mapping[str, int] = {}) -> Iterator[LayerEntry]:
@@ -282,7 +288,8 @@ def _header(name: bytes, entry: LayerEntry, size: int, mtime: int) -> bytes:
         out += records + bytes(-len(records) % BLOCK)
     prefix, short = split
     ustar_size = 0 if size > _MAX_OCTAL_11 else size
-    return out + _ustar(prefix, short, _KINDS[entry.kind], entry.mode, ustar_size, mtime, link)
+    kind = _KINDS[entry.kind]
+    return out + _ustar(prefix, short, kind, entry.mode, ustar_size, mtime, link, entry.owner)
 
 
 def _fallback(raw: bytes) -> bytes:
@@ -299,15 +306,22 @@ def _is_utf8(raw: bytes) -> bool:
 
 
 def _ustar(
-    prefix: bytes, name: bytes, typeflag: bytes, mode: int, size: int, mtime: int, link: bytes
+    prefix: bytes,
+    name: bytes,
+    typeflag: bytes,
+    mode: int,
+    size: int,
+    mtime: int,
+    link: bytes,
+    owner: tuple[int, int] = (0, 0),
 ) -> bytes:
     zero8 = b"0000000\0"
     block = b"".join(
         (
             name.ljust(100, b"\0"),
             b"%07o\0" % mode,
-            zero8,  # uid
-            zero8,  # gid
+            b"%07o\0" % owner[0],  # uid
+            b"%07o\0" % owner[1],  # gid
             b"%011o\0" % size,
             b"%011o\0" % mtime,
             b" " * 8,  # checksum placeholder

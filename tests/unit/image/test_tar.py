@@ -285,3 +285,17 @@ class TestSources:
         assert got["opt/app/usr/bin/tool"].mode == 0o755
         assert got["opt/app/usr/lib/x/data.txt"].mode == 0o600
         assert got["opt/app/usr/bin/link"].linkname == "tool"
+
+    def test_store_owners_by_path(self, tmp_path: Path):
+        """A directory the image's user must write (its home) keeps the owner given for it."""
+        root = make_tree(tmp_path / "root")
+        with Store.open(tmp_path / "store") as store:
+            tree = store.put_tree(root)
+            owners = {"tmp": (65532, 65532)}
+            got = {
+                m.name: m
+                for m in members(tar_bytes(entries_from_store(store, tree, owners=owners)))
+            }
+        assert (got["tmp"].uid, got["tmp"].gid) == (65532, 65532)
+        assert got["tmp"].uname == "" and got["tmp"].gname == ""
+        assert all((m.uid, m.gid) == (0, 0) for name, m in got.items() if name != "tmp")

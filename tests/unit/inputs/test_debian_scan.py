@@ -172,3 +172,38 @@ class TestArchiveForms:
         archive = DebianArchive(FileGetter(), mirror=repo.url, keyrings=[repo.keyring])
         with pytest.raises(IndexHashMismatch, match="Packages.gz"):
             archive.closure(["a"])
+
+
+class TestPrefetch:
+    """With ``prefetch``, the index downloads beside the InRelease and is checked after it."""
+
+    def _archive(self, repo, getter):
+        return DebianArchive(getter, mirror=repo.url, keyrings=[repo.keyring], prefetch=True)
+
+    def test_the_index_is_downloaded_once(self, tmp_path):
+        repo = make_repo(tmp_path, [Deb("a")], signing_keys())
+        getter = FileGetter()
+        assert [p.name for p in self._archive(repo, getter).closure(["a"])] == ["a"]
+        gz = [u for u in getter.urls if u.endswith("/main/binary-amd64/Packages.gz")]
+        assert len(gz) == 1
+        assert any(u.endswith("/InRelease") for u in getter.urls)
+
+    def test_a_prefetched_index_is_checked_like_any(self, tmp_path, monkeypatch):
+        repo = make_repo(tmp_path, [Deb("a")], signing_keys())
+        repo.dists("main/binary-amd64/Packages.gz").write_bytes(gzip.compress(b"Package: x\n"))
+        monkeypatch.setattr(debian_packages, "_decompress", self._forbidden)
+        getter = FileGetter()
+        with pytest.raises(IndexHashMismatch, match="Packages.gz"):
+            self._archive(repo, getter).closure(["a"])
+        # the bad prefetched copy is not trusted as final: the file is asked for again
+        assert sum(u.endswith("Packages.gz") for u in getter.urls) == 2
+
+    def test_a_wrong_guess_costs_nothing_but_the_request(self, tmp_path):
+        repo = make_repo(tmp_path, [Deb("a")], signing_keys(), omit=["gz"])
+        getter = FileGetter()
+        assert [p.name for p in self._archive(repo, getter).closure(["a"])] == ["a"]
+        assert getter.urls[-1].endswith("/main/binary-amd64/Packages.xz")
+
+    @staticmethod
+    def _forbidden(*args, **kwargs):
+        raise AssertionError("an unverified index was decompressed")
