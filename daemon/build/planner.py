@@ -68,7 +68,8 @@ grep -rlIF /build/src . "$root/bin" | while read -r f; do
     sed -i "s#/build/src#{prefix}/lib/python{series}/$config#g" "$f"
 done
 rm -f "$root/bin/idle{series}" "$root/bin/idle3" "$root/bin/pydoc{series}" "$root/bin/pydoc3"
-PYTHONHOME="$root" "$root/bin/python{series}" -E -m compileall -q -j1 \
+# a fixed hash seed: frozenset constants are marshalled in iteration order
+PYTHONHASHSEED=0 PYTHONHOME="$root" "$root/bin/python{series}" -E -m compileall -q -j1 \
     --invalidation-mode unchecked-hash -d {prefix}/lib/python{series} -x '/lib-dynload/' . \
     > /build/compile.log 2>&1 || log /build/compile.log
 if grep -rlF /build/src "$out" > /build/leaks; then
@@ -209,7 +210,8 @@ def _site_packages(runtime: str, cpython: str, wheels: str, series: str) -> dict
         "builder": {
             "sandbox": {
                 "args": [python, "-E", "-c", SITE_PACKAGES_SCRIPT + COMPILE_SCRIPT, final],
-                "env": {"PYTHONHOME": f"/inputs/python{PREFIX}"},
+                # a fixed hash seed: frozenset constants are marshalled in iteration order
+                "env": {"PYTHONHOME": f"/inputs/python{PREFIX}", "PYTHONHASHSEED": "0"},
             },
             "root": "runtime",
         },

@@ -136,3 +136,10 @@ def test_a_lock_without_a_cpython_source_is_refused(config):
 def test_documents_are_json(config):
     for text in planner.plan(config, make_lock()).documents.values():
         assert json.loads(text)["source_date_epoch"] >= 315532800
+
+
+def test_bytecode_is_compiled_with_a_fixed_hash_seed(config):
+    """Set constants are marshalled in hash order: a random seed gives other .pyc bytes."""
+    steps = drvs(planner.plan(config, make_lock()))
+    assert "PYTHONHASHSEED=0 " in steps["cpython-3.13.5"].builder.args[-1]
+    assert steps["site-packages"].builder.env["PYTHONHASHSEED"] == "0"
