@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import shutil
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -214,6 +216,44 @@ def _check_oci_image_v1(params: Mapping[str, Any], drv: Derivation, where: str) 
     _inputs_named(layers, drv, where)
 
 
+# -- merge-trees v1 ------------------------------------------------------------------------
+def _merge_trees_v1(ctx: BuiltinContext) -> dict[str, Digest]:
+    """The named trees laid over each other in order, as image layers stack: a later
+    entry replaces an earlier one at the same path (a directory merges into a directory)."""
+    params = _params(ctx)
+    prefixes = params.get("prefixes", {})
+    root = ctx.scratch / "root"
+    root.mkdir()
+    for name in params["layers"]:
+        base = root / prefixes.get(name, "")
+        base.mkdir(parents=True, exist_ok=True)
+        for entry in ctx.store.walk(ctx.inputs[name]):
+            target = base / entry.path.decode("utf-8", "surrogateescape")
+            if entry.kind == "dir":
+                if target.is_symlink() or (target.exists() and not target.is_dir()):
+                    target.unlink()
+                target.mkdir(exist_ok=True)
+                continue
+            if target.is_symlink() or target.is_file():
+                target.unlink()
+            elif target.is_dir():
+                shutil.rmtree(target)
+            if entry.kind == "symlink":
+                target.symlink_to(os.fsdecode(entry.target or b""))
+                continue
+            with ctx.store.open_blob(entry.digest) as src, open(target, "wb") as dst:
+                shutil.copyfileobj(src, dst, CHUNK)
+            target.chmod(0o755 if entry.executable else 0o644)
+    return {"out": ctx.store.put_tree(root)}
+
+
+def _check_merge_trees_v1(params: Mapping[str, Any], drv: Derivation, where: str) -> None:
+    layers = params.get("layers")
+    if not set(params) <= {"layers", "prefixes"} or not isinstance(layers, list) or not layers:
+        raise InvalidDerivation('params is {"layers": [<input names>], "prefixes": {...}}', where)
+    _inputs_named(layers, drv, where)
+
+
 def _inputs_named(names: list, drv: Derivation, where: str) -> None:
     missing = [n for n in names if n not in drv.inputs]
     if missing:
@@ -224,4 +264,5 @@ IMAGE_BUILTINS: dict[tuple[str, int], tuple[Callable, Callable[..., None]]] = {
     ("deb-root", 1): (_deb_root_v1, _check_deb_root_v1),
     ("install-wheels", 1): (_install_wheels_v1, _check_install_wheels_v1),
     ("oci-image", 1): (_oci_image_v1, _check_oci_image_v1),
+    ("merge-trees", 1): (_merge_trees_v1, _check_merge_trees_v1),
 }

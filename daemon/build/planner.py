@@ -86,6 +86,22 @@ sys.argv = ["compile", os.environ["out"] + sys.argv[1], sys.argv[1]]
 """
 
 
+# Runs the config's `tests` inside the assembled image (no shell there: each command is
+# split like a shell would split it, without expansions), stops at the first failure.
+TESTS_SCRIPT = """
+import os, shlex, subprocess, sys
+results = []
+for command in sys.argv[1:]:
+    print("test:", command, flush=True)
+    code = subprocess.run(shlex.split(command), cwd=os.environ["SEAL_TEST_CWD"]).returncode
+    results.append(f"{code} {command}")
+    if code != 0:
+        sys.exit(f"test failed with exit status {code}: {command}")
+with open(os.path.join(os.environ["out"], "results"), "w") as f:
+    f.write("".join(r + "\\n" for r in results))
+"""
+
+
 class PlanError(LockError):
     """The lock cannot be built as it is (a part the plan needs is missing)."""
 
@@ -130,6 +146,10 @@ def plan(config: ImageConfig, lock: Lock, *, app: Digest | None = None) -> Plan:
     if app is not None:
         inputs["app"] = {"object": str(app)}
         layers.append(("app", "app"))
+    if config.tests:  # the image is made only once its tests pass (network off, as every step)
+        rootfs = add("rootfs", _merge(inputs, [name for name, _ in layers]))
+        tested = add("image-tests", _tests(rootfs, config.tests, series, app is not None))
+        inputs["tests"] = {"drv": tested, "output": "out"}
     params = {
         "name": config.name,
         "tag": "latest",
@@ -220,6 +240,34 @@ def _site_packages(runtime: str, cpython: str, wheels: str, series: str) -> dict
             "python": {"drv": cpython, "output": "out"},
             "wheels": {"drv": wheels, "output": "out"},
         },
+    }
+
+
+def _merge(inputs: dict, layers: list[str]) -> dict:
+    return {
+        "builder": {
+            "builtin": "merge-trees",
+            "version": 1,
+            "params": {"layers": layers, "prefixes": {"app": "app"}},
+        },
+        "inputs": {name: inputs[name] for name in layers},
+    }
+
+
+def _tests(rootfs: str, tests: tuple[str, ...], series: str, has_app: bool) -> dict:
+    return {
+        "builder": {
+            "sandbox": {
+                "args": [f"{PREFIX}/bin/python{series}", "-I", "-c", TESTS_SCRIPT, *tests],
+                "env": {
+                    "PATH": f"{PREFIX}/bin:/usr/bin:/bin",
+                    "PYTHONDONTWRITEBYTECODE": "1",
+                    "SEAL_TEST_CWD": "/app" if has_app else "/",
+                },
+            },
+            "root": "rootfs",
+        },
+        "inputs": {"rootfs": {"drv": rootfs, "output": "out"}},
     }
 
 

@@ -145,3 +145,27 @@ def test_the_same_steps_give_the_same_image(builder, steps):
     proc = builder.seal("check", str(image))
     assert "reproducible" in proc.stdout and "NOT" not in proc.stdout
     assert realize(builder, image) == first
+
+
+def test_merge_trees_stacks_layers_like_an_image(builder, steps, tmp_path):
+    """Later layers win at the same path; a prefix places a tree (the app) under a folder."""
+    _, runtime, wheels, _ = steps
+    top = tmp_path / "top"
+    (top / "etc").mkdir(parents=True)
+    (top / "etc" / "tool.conf").write_text("x=2\n")  # replaces the runtime's
+    (top / "main.py").write_text("print('app')\n")
+    app = builder.add(top)
+    merged = write(tmp_path / "merged.json", {
+        "name": "rootfs", "source_date_epoch": EPOCH,
+        "builder": {"builtin": "merge-trees", "version": 1,
+                    "params": {"layers": ["runtime", "site-packages", "app", "over"],
+                               "prefixes": {"app": "app"}}},
+        "inputs": {"runtime": {"drv": str(runtime)}, "site-packages": {"drv": str(wheels)},
+                   "app": {"object": app}, "over": {"object": app}},
+    })  # fmt: skip
+    files = listing(builder, realize(builder, merged))
+    assert files["bin"]["target"] == "usr/bin" and "usr/bin/tool" in files
+    assert any(p.startswith("usr/local/lib/python3.13/site-packages/") for p in files)
+    assert "app/main.py" in files and "main.py" in files
+    conf = builder.seal("store", "cat", files["etc/tool.conf"]["digest"]).stdout
+    assert conf == "x=2\n"

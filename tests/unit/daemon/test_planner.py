@@ -143,3 +143,14 @@ def test_bytecode_is_compiled_with_a_fixed_hash_seed(config):
     steps = drvs(planner.plan(config, make_lock()))
     assert "PYTHONHASHSEED=0 " in steps["cpython-3.13.5"].builder.args[-1]
     assert steps["site-packages"].builder.env["PYTHONHASHSEED"] == "0"
+
+
+def test_config_tests_run_in_the_assembled_image_before_it_is_made(config):
+    tested = parse_config(CONFIG + 'tests:\n  - python3 -c "import alpha"\n', "demo.yaml")
+    steps = drvs(planner.plan(tested, make_lock()))
+    assert steps["rootfs"].builder.builtin == "merge-trees"
+    assert steps["rootfs"].builder.params["layers"] == ["runtime", "python", "site-packages"]
+    run = steps["image-tests"]
+    assert run.builder.root == "rootfs" and run.builder.args[-1] == 'python3 -c "import alpha"'
+    assert "tests" in steps["image"].inputs  # the image waits for them
+    assert "image-tests" not in drvs(planner.plan(config, make_lock()))
