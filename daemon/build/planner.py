@@ -68,10 +68,15 @@ grep -rlIF /build/src . "$root/bin" | while read -r f; do
     sed -i "s#/build/src#{prefix}/lib/python{series}/$config#g" "$f"
 done
 rm -f "$root/bin/idle{series}" "$root/bin/idle3" "$root/bin/pydoc{series}" "$root/bin/pydoc3"
-# a fixed hash seed: frozenset constants are marshalled in iteration order
-PYTHONHASHSEED=0 PYTHONHOME="$root" "$root/bin/python{series}" -E -m compileall -q -j1 \
+# a fixed hash seed: frozenset constants are marshalled in iteration order; no pycs
+# from compileall's own imports (timestamp pycs, which -f then replaces anyway)
+PYTHONHASHSEED=0 PYTHONDONTWRITEBYTECODE=1 PYTHONHOME="$root" \
+    "$root/bin/python{series}" -m compileall -f -q -j1 \
     --invalidation-mode unchecked-hash -d {prefix}/lib/python{series} -x '/lib-dynload/' . \
     > /build/compile.log 2>&1 || log /build/compile.log
+if find "$out" -name '*.pyc' -exec sh -c 'head -c 8 "$1" | tail -c 4 | od -An -tx1 | grep -qv "01 00 00 00"' _ {{}} \; -print | grep -q .; then
+    echo "a .pyc is not an unchecked-hash pyc"; exit 1
+fi
 if grep -rlF /build/src "$out" > /build/leaks; then
     echo "the build path leaked into:"; head -n 20 /build/leaks; exit 1
 fi
@@ -229,7 +234,8 @@ def _site_packages(runtime: str, cpython: str, wheels: str, series: str) -> dict
     return {
         "builder": {
             "sandbox": {
-                "args": [python, "-E", "-c", SITE_PACKAGES_SCRIPT + COMPILE_SCRIPT, final],
+                # not -E: the hash seed below must apply (the environment is the sandbox's)
+                "args": [python, "-B", "-c", SITE_PACKAGES_SCRIPT + COMPILE_SCRIPT, final],
                 # a fixed hash seed: frozenset constants are marshalled in iteration order
                 "env": {"PYTHONHOME": f"/inputs/python{PREFIX}", "PYTHONHASHSEED": "0"},
             },

@@ -491,3 +491,21 @@ def test_a_build_step_cannot_reach_the_network(built, tmp_path):
     result = subprocess.run([*seal, "store", "cat", digest], capture_output=True, text=True)
     assert "connected" not in result.stdout
     assert result.stdout.split() == ["ConnectionRefusedError", "gaierror"]
+
+
+def test_a_config_test_that_reaches_for_the_network_fails_the_build(built, tmp_path):
+    """The config's tests run in the assembled image with the network off: one that
+    connects to PyPI fails the build, and no image is written."""
+    work = _examples(tmp_path)
+    config = work / CONFIG
+    probe = "import socket; socket.create_connection(('pypi.org', 443), timeout=5)"
+    text = config.read_text().replace("tests:\n", f'tests:\n  - python3 -c "{probe}"\n')
+    config.write_text(text)
+    image = tmp_path / "never.tar"
+    proc = subprocess.run(
+        [*SEAL, "--store", str(built.store), "build", str(config), "-o", str(image)],
+        capture_output=True, text=True, timeout=BUILD_TIMEOUT,
+    )  # fmt: skip
+    assert proc.returncode != 0
+    assert "gaierror" in proc.stderr and "test failed" in proc.stderr, proc.stderr[-3000:]
+    assert not image.exists()

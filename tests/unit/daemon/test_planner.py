@@ -154,3 +154,13 @@ def test_config_tests_run_in_the_assembled_image_before_it_is_made(config):
     assert run.builder.root == "rootfs" and run.builder.args[-1] == 'python3 -c "import alpha"'
     assert "tests" in steps["image"].inputs  # the image waits for them
     assert "image-tests" not in drvs(planner.plan(config, make_lock()))
+
+
+def test_the_compile_steps_let_the_environment_apply(config):
+    """-E or -I would make Python ignore PYTHONHASHSEED (and so give other .pyc bytes)."""
+    steps = drvs(planner.plan(config, make_lock()))
+    script = steps["cpython-3.13.5"].builder.args[-1]
+    compile_line = next(line for line in script.splitlines() if "-m compileall" in line)
+    assert " -E " not in compile_line and " -I " not in compile_line and " -f " in compile_line
+    assert "-E" not in steps["site-packages"].builder.args
+    assert "-I" not in steps["site-packages"].builder.args
