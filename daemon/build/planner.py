@@ -74,9 +74,10 @@ PYTHONHASHSEED=0 PYTHONDONTWRITEBYTECODE=1 PYTHONHOME="$root" \
     "$root/bin/python{series}" -m compileall -f -q -j1 \
     --invalidation-mode unchecked-hash -d {prefix}/lib/python{series} -x '/lib-dynload/' . \
     > /build/compile.log 2>&1 || log /build/compile.log
-if find "$out" -name '*.pyc' -exec sh -c 'head -c 8 "$1" | tail -c 4 | od -An -tx1 | grep -qv "01 00 00 00"' _ {{}} \; -print | grep -q .; then
-    echo "a .pyc is not an unchecked-hash pyc"; exit 1
-fi
+PYTHONHOME="$root" "$root/bin/python{series}" -c 'import os, sys
+bad = [os.path.join(d, f) for d, _, fs in os.walk(sys.argv[1]) for f in fs
+       if f.endswith(".pyc") and open(os.path.join(d, f), "rb").read(8)[4:] != b"\x01\0\0\0"]
+sys.exit("not unchecked-hash pycs: " + " ".join(bad[:5]) if bad else 0)' "$out"
 if grep -rlF /build/src "$out" > /build/leaks; then
     echo "the build path leaked into:"; head -n 20 /build/leaks; exit 1
 fi
