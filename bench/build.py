@@ -285,15 +285,26 @@ class HostRoot:
 
 
 def sandbox_run(store: Path, drv: str) -> dict:
-    """``seal check DRV``: a forced rebuild; its record's duration and the CLI's wall time."""
-    checked, wall = seal(store, "--json", "check", drv)
-    result = json.loads(checked)
+    """``seal check DRV``: a forced rebuild; its record's duration and the CLI's wall time.
+
+    ``seal check`` exits 1 when the rebuild differs; that is a finding, not a failure here.
+    """
+    cmd = seal_cli("--store", str(store), "--json", "check", drv)
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    try:
+        check = json.loads(proc.stdout)["check"]
+    except (json.JSONDecodeError, KeyError):
+        tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-15:])
+        raise BenchError(f"seal check {drv} exited {proc.returncode}:\n{tail}") from None
     for rec in seal_json(store, "builds", drv, "-n", "20"):
         if rec["check"] and rec["status"] == "ok":
             return {
                 "seconds": rec["duration_seconds"],
                 "wall": wall,
-                "reproducible": result["check"]["reproducible"],
+                "reproducible": check["reproducible"],
+                "differing": len(check.get("differing", [])),
             }
     raise BenchError(f"no check record of {drv} after seal check")
 
@@ -467,7 +478,7 @@ def report_compile(cc: dict) -> None:
         stages = ", ".join(f"{k} {v:.1f}" for k, v in h["stages"].items())
         print(f"   round {i + 1}: host (chroot) {h['seconds']:.1f} s [{stages}]; "
               f"sandbox {s['seconds']:.1f} s (seal check wall {s['wall']:.1f} s, "
-              f"reproducible={s['reproducible']})")  # fmt: skip
+              f"reproducible={s['reproducible']}, {s['differing']} paths differ)")  # fmt: skip
     ok = cc["ratio"] <= TARGETS["ratio"]
     print(f"   sandbox / host = {cc['ratio']:.3f} (target <= {TARGETS['ratio']}: {verdict(ok)})")
 
