@@ -271,14 +271,17 @@ class HostRoot:
         if proc.returncode != 0:
             tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
             raise BenchError(f"host CPython build exited {proc.returncode}:\n{tail}")
+        # each log's mtime is when its stage ended; compile.log's (written only on
+        # error) is when the byte-compile started, after the trim and strip
         stages, last = {}, start_wall
-        for stage in ("configure", "make", "install", "compile"):
-            log = self.root / "build" / f"{stage}.log"
-            if log.exists():
-                end = log.stat().st_mtime
+        marks = (("configure", "configure"), ("make", "make"), ("install", "install"))
+        for stage, log in (*marks, ("trim+strip", "compile")):
+            path = self.root / "build" / f"{log}.log"
+            if path.exists():
+                end = path.stat().st_mtime
                 stages[stage] = end - last
                 last = end
-        stages["rest"] = start_wall + elapsed - last
+        stages["compileall+checks"] = start_wall + elapsed - last
         shutil.rmtree(self.root / "build", ignore_errors=True)
         shutil.rmtree(self.root / "out", ignore_errors=True)
         return {"seconds": elapsed, "stages": stages, "output": proc.stdout}
