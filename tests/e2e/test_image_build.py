@@ -509,3 +509,22 @@ def test_a_config_test_that_reaches_for_the_network_fails_the_build(built, tmp_p
     assert proc.returncode != 0
     assert "gaierror" in proc.stderr and "test failed" in proc.stderr, proc.stderr[-3000:]
     assert not image.exists()
+
+
+def test_build_check_rebuilds_every_step_and_compares(built, tmp_path):
+    """`seal build --check`, like `seal check` for each step: every step but the downloads
+    is built again from nothing and must give the same outputs."""
+    proc = subprocess.run(
+        [*SEAL, "--store", str(built.store), "--json", "build", "--check",
+         str(built.work / CONFIG), "-o", str(tmp_path / "checked.tar")],
+        capture_output=True, text=True, timeout=BUILD_TIMEOUT,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout)
+    assert result["manifest_digest"] == built.digest
+    steps = {"toolchain", "runtime", "cpython-3.13.5", "wheels", "site-packages",
+             "rootfs", "image-tests", "image"}  # fmt: skip
+    assert len(result["checks"]) == len(steps)
+    assert all(c["reproducible"] for c in result["checks"]), [
+        (c["drv"], c["differing"][:5]) for c in result["checks"] if not c["reproducible"]
+    ]
