@@ -86,6 +86,8 @@ def _abort(context: grpc.ServicerContext, exc: Exception, method: str) -> None:
         code = _C.INTERNAL
     else:
         reason, hint, message = exc.reason, exc.hint, exc.message  # type: ignore[attr-defined]
+        if isinstance(exc, LockError):  # its message alone does not say which file and line
+            message = str(exc)
         log.info("%s: %s (%s)", method, message, reason)
     metadata = [(REASON_KEY, reason)]
     if hint:

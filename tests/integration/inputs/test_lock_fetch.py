@@ -360,3 +360,13 @@ def test_the_fetched_wheels_hash_as_locked(locked, store):
         data = (store_objects / a["sha256"][:2] / a["sha256"]).read_bytes()
         assert hashlib.sha256(data).hexdigest() == a["sha256"] and len(data) == a["size"]
     assert os.path.exists(store / "VERSION")
+
+
+def test_an_unreadable_lock_is_named_with_its_line(store, tmp_path):
+    """A broken lock file's error says which file (and line) to look at."""
+    config = tmp_path / "image.yaml"
+    config.write_text("name: x\npython_version: 3.13.5\npackages: {}\nbuild_type: hermetic\n")
+    (tmp_path / "image.yaml.lock").write_text("lock_version = 1\nnot toml\n")
+    proc = seal(store, "fetch", str(config), ok=False)
+    assert proc.returncode == 3, proc.stderr
+    assert f"{tmp_path / 'image.yaml.lock'}:2: not valid TOML" in proc.stderr
