@@ -9,11 +9,9 @@ interrupted build leaves no half-written image.
 
 from __future__ import annotations
 
-import contextlib
-import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
 
 from seal.proto.v1 import build_pb2 as pb
@@ -22,7 +20,8 @@ from seal.proto.v1 import build_pb2_grpc as pb_grpc
 from . import exitcodes
 from .builds import check_dict
 from .errors import ClientError
-from .inputs import MAX_CONFIG, MAX_LOCK, InputsBackend, _read, lock_path
+from .files import read_limited, write_atomically
+from .inputs import MAX_CONFIG, MAX_LOCK, InputsBackend, lock_path
 from .rpc import RemoteBackend, translated
 
 
@@ -51,7 +50,7 @@ class ImagesBackend:
         on_event: Callable[[str, object], None],
     ) -> dict:
         path = Path(config)
-        text = _read(path, "config", MAX_CONFIG)
+        text = read_limited(path, "config", MAX_CONFIG)
         target = Path(out) if out else default_output(path)
         if not target.parent.is_dir():
             raise ClientError(
@@ -70,7 +69,7 @@ class ImagesBackend:
             config_file=config,
             config_text=text,
             lock_file=str(lock),
-            lock_text=_read(lock, "lock file", MAX_LOCK),
+            lock_text=read_limited(lock, "lock file", MAX_LOCK),
             app_tree=app,
             check=check,
         )
@@ -95,8 +94,8 @@ class ImagesBackend:
                 exit_code=exitcodes.INTERNAL,
             )
         report = hardening_path(target)
-        _write_atomically(target, self._store.cat(built.archive))
-        _write_atomically(report, self._store.cat(built.hardening))
+        write_atomically(target, self._store.cat(built.archive))
+        write_atomically(report, self._store.cat(built.hardening))
         return {
             "config": config,
             "image": str(target),
@@ -153,32 +152,3 @@ def _app_entries(text: bytes) -> list[str]:
 
 def _bad_app(message: str) -> ClientError:
     return ClientError(message, reason="config-invalid", exit_code=exitcodes.BAD_INPUT)
-
-
-def _write_atomically(path: Path, chunks: Iterable[bytes]) -> None:
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    except OSError as exc:
-        raise ClientError(
-            f"cannot write {path}: {exc.strerror or exc}",
-            reason="unwritable-output",
-            exit_code=exitcodes.BAD_INPUT,
-        ) from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            for chunk in chunks:
-                f.write(chunk)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise ClientError(
-            f"cannot write {path}: {exc.strerror or exc}",
-            reason="unwritable-output",
-            exit_code=exitcodes.BAD_INPUT,
-        ) from None
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise

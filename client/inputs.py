@@ -9,9 +9,6 @@ beside, then renamed), so an interrupted lock leaves the old ones whole.
 
 from __future__ import annotations
 
-import contextlib
-import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,6 +17,7 @@ from seal.proto.v1 import inputs_pb2_grpc as pb_grpc
 
 from . import exitcodes
 from .errors import ClientError
+from .files import read_limited, write_atomically
 from .rpc import translated
 
 MAX_CONFIG = 1 << 20
@@ -35,40 +33,6 @@ def pylock_path(config: Path) -> Path:
     return config.with_name(f"pylock.{stem}.toml")
 
 
-def _read(path: Path, what: str, limit: int) -> bytes:
-    try:
-        with open(path, "rb") as f:
-            data = f.read(limit + 1)
-    except OSError as exc:
-        raise ClientError(
-            f"cannot read the {what} {path}: {exc.strerror or exc}",
-            reason="unreadable-input",
-            exit_code=exitcodes.BAD_INPUT,
-        ) from None
-    if len(data) > limit:
-        raise ClientError(
-            f"the {what} {path} is larger than {limit >> 20} MiB",
-            reason="input-too-large",
-            exit_code=exitcodes.BAD_INPUT,
-        )
-    return data
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
 class InputsBackend:
     def __init__(self, connect: Callable[..., object]):
         self._connect = connect
@@ -80,20 +44,20 @@ class InputsBackend:
     def lock(self, config: str, *, check: bool, sources: dict) -> dict:
         """Lock ``config`` (write the lock files), or with ``check`` compare the lock with it."""
         path = Path(config)
-        text = _read(path, "config", MAX_CONFIG)
+        text = read_limited(path, "config", MAX_CONFIG)
         request = pb.LockRequest(config_file=config, config_text=text, check=check)
         request.sources.CopyFrom(_sources_pb(sources))
         if check:
             lock = lock_path(path)
             if not lock.exists():
                 return {"config": config, "lock": str(lock), "stale": [f"{lock} does not exist"]}
-            request.current_lock = _read(lock, "lock file", MAX_LOCK)
+            request.current_lock = read_limited(lock, "lock file", MAX_LOCK)
         with translated():
             r = self._stub().Lock(request, timeout=None)
         if check:
             return {"config": config, "lock": str(lock_path(path)), "stale": list(r.stale)}
-        _write_atomically(lock_path(path), r.lock_text)
-        _write_atomically(pylock_path(path), r.pylock_text)
+        write_atomically(lock_path(path), r.lock_text)
+        write_atomically(pylock_path(path), r.pylock_text)
         return {
             "config": config,
             "lock": str(lock_path(path)),
@@ -125,7 +89,7 @@ class InputsBackend:
             )
         request = pb.FetchRequest(
             lock_file=str(lock),
-            lock_text=_read(lock, "lock file", MAX_LOCK),
+            lock_text=read_limited(lock, "lock file", MAX_LOCK),
             offline=offline,
             pylock_store_paths=pylock is not None,
         )
@@ -156,7 +120,7 @@ class InputsBackend:
                     if r.tree:
                         report.update(tree=r.tree, root=r.root)
                     if r.pylock_text:
-                        _write_atomically(Path(pylock), r.pylock_text)
+                        write_atomically(Path(pylock), r.pylock_text)
                         report["pylock"] = pylock
         return report
 
@@ -202,5 +166,5 @@ def _sources_pb(sources: dict) -> pb.Sources:
         msg.cpython_signers[series] = fingerprint.replace(" ", "").upper()
     keyring = sources.get("keyring")
     if keyring:
-        msg.debian_keyring = _read(Path(keyring), "keyring", MAX_CONFIG)
+        msg.debian_keyring = read_limited(Path(keyring), "keyring", MAX_CONFIG)
     return msg

@@ -10,6 +10,7 @@ b'hello'
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import itertools
 import os
 import shutil
@@ -30,6 +31,7 @@ from .batch import Batch
 from .db import Kind, MetaDB, ObjectRecord
 from .digest import Digest
 from .errors import (
+    CorruptObject,
     IncompleteTree,
     ListingIncomplete,
     NotATree,
@@ -334,6 +336,19 @@ class Store:
     def open_blob(self, digest: Digest) -> BinaryIO:
         self.record(digest)
         return self._open_recorded(digest)
+
+    def check_blob(self, digest: Digest, label: str = "") -> None:
+        """Hash a stored blob again; ``CorruptObject`` (named ``label``) if its bytes changed.
+
+        For a reader about to trust the bytes (a build input): the store itself
+        checks only at ingest and in ``verify``.
+        """
+        h = hashlib.sha256()
+        with self.open_blob(digest) as f:
+            while chunk := f.read(1 << 20):
+                h.update(chunk)
+        if h.digest() != digest.raw:
+            raise CorruptObject(label or str(digest), f"sha256:{h.hexdigest()}")
 
     def get_bytes(self, digest: Digest) -> bytes:
         with self.open_blob(digest) as f:

@@ -8,7 +8,7 @@ fails the step with a data-loss error naming the file instead of building from i
 
 from __future__ import annotations
 
-import hashlib
+import functools
 import json
 import os
 import shutil
@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from seal.daemon.errors import InvalidDerivation
-from seal.store import CorruptObject, Digest
+from seal.store import Digest
 
 from .builtins import BuiltinContext
 from .derivation import Derivation
@@ -33,18 +33,10 @@ def _params(ctx: BuiltinContext) -> Mapping[str, Any]:
     return ctx.drv.builder.params  # type: ignore[union-attr]
 
 
-def verified_blob(ctx: BuiltinContext, name: str, sha256: str | None = None) -> Callable:
-    """An opener for input ``name`` that first checks the stored bytes still hash to their name."""
+def verified_blob(ctx: BuiltinContext, name: str) -> Callable:
+    """An opener for input ``name`` once the stored bytes are checked to still hash to it."""
     digest = ctx.inputs[name]
-    want = sha256 or digest.raw.hex()
-    h = hashlib.sha256()
-    with ctx.store.open_blob(digest) as f:
-        while chunk := f.read(CHUNK):
-            h.update(chunk)
-    if h.hexdigest() != want or digest.raw.hex() != want:
-        raise CorruptObject(
-            f"{name} ({digest})", f"sha256:{h.hexdigest()}"
-        )  # data loss: the store's copy changed
+    ctx.store.check_blob(digest, f"{name} ({digest})")  # data loss: the store's copy changed
     return lambda: ctx.store.open_blob(digest)
 
 
@@ -99,7 +91,8 @@ def _install_wheels_v1(ctx: BuiltinContext) -> dict[str, Digest]:
         wheels.WheelInput(
             filename=w["filename"],
             sha256=w["sha256"],
-            open=verified_blob(ctx, w["filename"], w["sha256"]),
+            # install_wheels hashes each wheel against its pin before it unpacks any
+            open=functools.partial(ctx.store.open_blob, ctx.inputs[w["filename"]]),
         )
         for w in params["wheels"]
     ]

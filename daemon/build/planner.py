@@ -5,7 +5,10 @@
     toolchain (deb-root) ──> cpython (sandbox: configure, make, install, trim, strip)
     runtime (deb-root) ─────────────┬──> site-packages (sandbox: byte-compile, network off)
     wheels (install-wheels) ────────┘
-    runtime, cpython, site-packages, app ──> image (oci-image)
+    runtime, cpython, site-packages, app ──> rootfs (merge-trees) ──> image-tests (sandbox)
+    runtime, cpython, site-packages, app (+ image-tests) ──> image (oci-image)
+
+(rootfs and image-tests only when the config has ``tests``.)
 
 Every step is pure in its inputs: the same config and lock give the same
 documents, so an unchanged build is all cache hits.  Nothing here runs
@@ -117,7 +120,6 @@ class Plan:
     documents: dict[str, bytes]  # document name -> derivation JSON
     target: str  # the image's document name
     source_date_epoch: int
-    series: str  # "3.13"
 
 
 def source_date_epoch(config: ImageConfig, lock: Lock) -> int:
@@ -169,7 +171,7 @@ def plan(config: ImageConfig, lock: Lock, *, app: Digest | None = None) -> Plan:
         {"builder": {"builtin": "oci-image", "version": 1, "params": params}, "inputs": inputs},
     )
     documents = {name: json.dumps(doc, sort_keys=True).encode() for name, doc in docs.items()}
-    return Plan(documents, TARGET, epoch, series)
+    return Plan(documents, TARGET, epoch)
 
 
 def _debs(lock: Lock, role: str) -> list[Artifact]:

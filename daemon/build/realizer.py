@@ -16,7 +16,6 @@ log stored as a blob, and a build record; records never keep objects alive.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import os
 import queue
@@ -202,8 +201,7 @@ class Session:
             if isinstance(event, FinishedEvent) and not event.ok:
                 self._fail_fast(event)
         if final.failure is not None:
-            error = InputCorrupt if final.data_loss else BuildFailed
-            raise error(final.failure, drv=str(final.digest))
+            raise _failure(final, final.failure)
         if self.check:
             result = final.check_result
             assert result is not None
@@ -220,11 +218,8 @@ class Session:
         """A step failed: the target cannot be built, so stop now (as nix does without
         --keep-going) instead of waiting for the other steps; builds that no other
         session waits for are cancelled when the session closes."""
-        job = next((j for j in self._jobs if j.key == (event.drv, event.check)), None)
-        data_loss = job is not None and job.data_loss
-        name = job.drv.name if job is not None else str(event.drv)
-        error = InputCorrupt if data_loss else BuildFailed
-        raise error(f"{name} failed: {event.reason}", drv=str(event.drv))
+        job = next(j for j in self._jobs if j.key == (event.drv, event.check))
+        raise _failure(job, f"{job.drv.name} failed: {event.reason}")
 
     def _apply_root(self, outs: Mapping[str, Digest]) -> None:
         if not self.root:
@@ -237,6 +232,11 @@ class Session:
             job.unsubscribe(self)
         self._realizer._detach(self)
         self._lease.release()
+
+
+def _failure(job: _Job, message: str) -> BuildFailed:
+    """The error a failed job's waiters see: data loss when an input's bytes changed."""
+    return (InputCorrupt if job.data_loss else BuildFailed)(message, drv=str(job.digest))
 
 
 def _env_cores() -> int:
@@ -454,8 +454,7 @@ class Realizer:
                         raise BuildCancelled("cancelled while waiting for its inputs")
                 if dep_job.failure is not None:
                     name = dep_job.drv.name
-                    error = InputCorrupt if dep_job.data_loss else BuildFailed
-                    raise error(f"dependency {name} ({dep}) failed: {dep_job.failure}")
+                    raise _failure(dep_job, f"dependency {name} ({dep}) failed: {dep_job.failure}")
         inputs: dict[str, Digest] = {}
         for name, inp in job.drv.inputs.items():
             if isinstance(inp, ObjectInput):
@@ -551,14 +550,8 @@ class Realizer:
     def _verify_blob_inputs(self, drv: Derivation, inputs: dict[str, Digest]) -> None:
         """Hash each file input again: a byte flipped in the store must not reach a build."""
         for name, inp in drv.inputs.items():
-            if not isinstance(inp, ObjectInput) or Kind.TREE in self.store.stat(inp.digest).kind:
-                continue
-            h = hashlib.sha256()
-            with self.store.open_blob(inputs[name]) as f:
-                while chunk := f.read(1 << 20):
-                    h.update(chunk)
-            if h.digest() != inp.digest.raw:
-                raise CorruptObject(f"input {name!r} ({inp.digest})", f"sha256:{h.hexdigest()}")
+            if isinstance(inp, ObjectInput) and Kind.TREE not in self.store.stat(inp.digest).kind:
+                self.store.check_blob(inputs[name], f"input {name!r} ({inp.digest})")
 
     def _run_sandbox(self, job: _Job, inputs: dict[str, Digest], scratch: Path, emit) -> dict:
         drv = job.drv
