@@ -33,6 +33,13 @@ class InvalidRequest(DaemonError, ValueError):
             self.reason = reason
 
 
+class InvalidDocument(DaemonError, ValueError):
+    """A document a user wrote (an image config, a lock file) breaks a rule; ``str()``
+    names the file and the line."""
+
+    reason = "document-invalid"
+
+
 class TooLarge(DaemonError):
     """A message or a list in it exceeds the API's limits (1 MiB payloads, 10,000 digests)."""
 

@@ -220,6 +220,7 @@ class PyPIFixture:
         self._failures: dict[str, list[int]] = {}  # path -> statuses still to answer
         self._truncations: dict[str, int] = {}
         self._corruptions: dict[str, int] = {}
+        self._holds: dict[str, threading.Event] = {}
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -263,6 +264,13 @@ class PyPIFixture:
         """Flip a byte in the middle of the file (or .metadata file), ``times`` times."""
         with self._lock:
             self._corruptions[filename] = self._corruptions.get(filename, 0) + times
+
+    def hold(self, filename: str) -> threading.Event:
+        """Keep requests for ``filename`` waiting until the returned event is set."""
+        gate = threading.Event()
+        with self._lock:
+            self._holds[filename] = gate
+        return gate
 
     # -- addresses and observations
 
@@ -432,6 +440,10 @@ class _Handler(BaseHTTPRequestHandler):
         dist = fixture.dists.get(filename)
         if dist is None:
             return self._send(path, 404, b"not found\n", "text/plain")
+        with fixture._lock:
+            gate = fixture._holds.get(filename)
+        if gate is not None:
+            gate.wait()
         data = dist.data
         if fixture._take(fixture._corruptions, filename):
             data = _flip(data)

@@ -23,7 +23,8 @@ import shutil
 import subprocess
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections import OrderedDict
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -58,6 +59,7 @@ log = logging.getLogger("seal.daemon.build")
 DIFFOSCOPE_TIMEOUT = 120
 DIFFOSCOPE_MAX = 20_000  # characters of diffoscope's report kept in a check result
 MAX_DIFFERING = 200
+PARSED_DERIVATIONS = 4096  # parsed derivations kept in memory, most recently used
 
 
 # -- events a session yields ------------------------------------------------------------------
@@ -234,6 +236,19 @@ class Session:
         self._lease.release()
 
 
+class _Slot:
+    """A build slot (one of a semaphore's), given back once, when the builder is done."""
+
+    def __init__(self, semaphore: threading.Semaphore):
+        self._semaphore = semaphore
+        self._held = True
+
+    def release(self) -> None:
+        if self._held:
+            self._held = False
+            self._semaphore.release()
+
+
 def _failure(job: _Job, message: str) -> BuildFailed:
     """The error a failed job's waiters see: data loss when an input's bytes changed."""
     return (InputCorrupt if job.data_loss else BuildFailed)(message, drv=str(job.digest))
@@ -265,6 +280,10 @@ class Realizer:
         self._slots = threading.Semaphore(self.config.max_jobs)
         self._fetch_slots = threading.Semaphore(self.config.max_fetches)
         self._stopping = threading.Event()
+        # parsing a stored derivation again (and re-serializing it to check its name) costs
+        # more than the bookkeeping of a download: a plan reads each one twice
+        self._parsed: OrderedDict[Digest, Derivation] = OrderedDict()
+        self._parsed_lock = threading.Lock()
         interrupted = self.records.interrupted()
         if interrupted:
             log.info("%d builds were interrupted by the last daemon's end", interrupted)
@@ -273,12 +292,29 @@ class Realizer:
     def add_documents(self, documents: Mapping[str, bytes], target: str) -> Digest:
         """Parse and store derivations sent by a client; returns the target's digest."""
         drvs = resolve_documents(documents, target)
+        sent = {d.digest for d in drvs}
+        for drv in drvs:
+            self._check_inputs(drv, sent)
+        self.add_derivations(drvs)
+        return drvs[-1].digest
+
+    def add_derivations(self, drvs: Sequence[Derivation]) -> None:
+        """Check each builtin's parameters, then store them all in one batch (one sync,
+        one transaction); they are kept parsed for the sessions that follow."""
+        for drv in drvs:
+            builtins.validate(drv, drv.name)
         with self.store.batch() as batch:
             for drv in drvs:
-                self._check_inputs(drv, {d.digest for d in drvs})
-                builtins.validate(drv, drv.name)
                 batch.add_bytes(drv.canonical)
-        return drvs[-1].digest
+        for drv in drvs:
+            self._remember(drv)
+
+    def _remember(self, drv: Derivation) -> None:
+        with self._parsed_lock:
+            self._parsed[drv.digest] = drv
+            self._parsed.move_to_end(drv.digest)
+            while len(self._parsed) > PARSED_DERIVATIONS:
+                self._parsed.popitem(last=False)
 
     def resolve_target(self, target: str, documents: Mapping[str, bytes]) -> Digest:
         """A digest of a stored derivation, or the name of a document sent with the request."""
@@ -291,6 +327,10 @@ class Realizer:
         raise InvalidDerivation(f"{target!r} is neither a derivation digest nor a document sent")
 
     def load(self, digest: Digest) -> Derivation:
+        """The stored derivation, parsed and checked (kept parsed: it is immutable)."""
+        drv = self._parsed.get(digest)
+        if drv is not None and self.store.has(digest):
+            return drv
         try:
             data = self.store.get_bytes(digest)
         except ObjectNotFound:
@@ -304,6 +344,7 @@ class Realizer:
                 "not in canonical form (RFC 8785 with defaults filled)", where=str(digest)
             )
         builtins.validate(drv, str(digest))
+        self._remember(drv)
         return drv
 
     def _check_inputs(self, drv: Derivation, sent: set[Digest]) -> None:
@@ -418,10 +459,11 @@ class Realizer:
             while not slots.acquire(timeout=0.2):
                 if job.cancel.is_set():
                     raise BuildCancelled("cancelled before it started")
+            slot = _Slot(slots)
             try:
-                self._build(job, inputs)
+                self._build(job, inputs, slot)
             finally:
-                slots.release()
+                slot.release()
         except (BuildFailed, BuildCancelled, InvalidDerivation, MissingInput) as exc:
             job.data_loss = job.data_loss or isinstance(exc, InputCorrupt)
             self._finish_unbuilt(job, exc.message)
@@ -466,7 +508,9 @@ class Realizer:
             inputs[name] = Digest.parse(real.outputs[inp.output])
         return inputs
 
-    def _build(self, job: _Job, inputs: dict[str, Digest]) -> None:
+    def _build(self, job: _Job, inputs: dict[str, Digest], slot: _Slot) -> None:
+        """Run the builder (holding ``slot``), then store and record what it made (the
+        slot let go: the next build or download starts while this one is recorded)."""
         drv = job.drv
         rec = self.records.start_build(job.digest, drv.name, check=job.check)
         job.publish(StartedEvent(job.digest, drv.name, rec.id, job.check))
@@ -503,6 +547,7 @@ class Realizer:
         except Exception as exc:
             log.exception("build of %s failed unexpectedly", job.digest)
             failure = f"internal error: {type(exc).__name__}: {exc}"
+        slot.release()
         if failure is not None:
             outs = {}
             emit(f"[seal] build of {drv.name} failed: {failure}\n".encode())

@@ -53,7 +53,8 @@ class BuildRecord:
 
 
 def _dump(obj: object) -> bytes:
-    return json.dumps(asdict(obj), sort_keys=True, separators=(",", ":")).encode()
+    # the records' fields are JSON values already: no need for asdict's deep copy
+    return json.dumps(vars(obj), sort_keys=True, separators=(",", ":")).encode()
 
 
 class BuildRecords:

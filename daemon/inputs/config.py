@@ -38,7 +38,7 @@ import yaml
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-from seal.daemon.errors import DaemonError
+from seal.daemon.errors import InvalidDocument
 
 SUPPORTED_PLATFORMS = ("linux/amd64",)
 KNOWN_PLATFORMS = frozenset(
@@ -78,7 +78,7 @@ _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _RANGE = re.compile(r"^\s*(===|==|~=|!=|>=|<=|>|<|\^|~)|[*,]|(^|\.)x$|^latest$", re.IGNORECASE)
 
 
-class ConfigError(DaemonError, ValueError):
+class ConfigError(InvalidDocument):
     """The image config is not valid YAML or breaks a rule; ``str()`` is ``file:line:col: message``.
 
     ``kind`` says which rule (``unknown-key``, ``unpinned-version``, ...);

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from packaging.utils import canonicalize_name
 
-from seal.daemon.errors import DaemonError
+from seal.daemon.errors import InvalidDocument
 
 from .config import PYTHON_VERSION_RE, ImageConfig, PackagePin
 from .signature import FINGERPRINT_RE
@@ -65,7 +65,7 @@ _HINT = "regenerate it with 'seal lock CONFIG'"
 Details = Mapping[str, "str | tuple[str, ...]"]
 
 
-class LockError(DaemonError, ValueError):
+class LockError(InvalidDocument):
     """A lock file is unreadable or breaks the schema; ``str()`` is ``file:line: message``.
 
     ``problems`` holds every problem found (this one first), each already located.

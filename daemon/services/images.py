@@ -9,20 +9,19 @@ when every step succeeded, so a failed build roots nothing new.
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
-from seal.daemon.build import planner
-from seal.daemon.build.image_builtins import HARDENING_JSON, IMAGE_JSON, IMAGE_TAR
 from seal.daemon.build.realizer import Realizer, ResultEvent
 from seal.daemon.errors import BuildFailed
-from seal.daemon.inputs import lockfile
-from seal.daemon.inputs.config import parse_config
-from seal.daemon.inputs.lockfile import LockError
 from seal.proto.v1 import build_pb2 as pb
 from seal.proto.v1 import build_pb2_grpc as pb_grpc
 from seal.store import Digest
 
 from .build import _limits, check_pb, event_pb
 from .status import InFlight, mapped
+
+if TYPE_CHECKING:
+    from seal.daemon.build import planner
 
 
 class ImagesServicer(pb_grpc.ImagesServicer):
@@ -32,6 +31,12 @@ class ImagesServicer(pb_grpc.ImagesServicer):
         self.in_flight = in_flight
 
     def _plan(self, request) -> tuple[planner.Plan, str]:
+        # imported here, not at start-up (see services.inputs)
+        from seal.daemon.build import planner
+        from seal.daemon.inputs import lockfile
+        from seal.daemon.inputs.config import parse_config
+        from seal.daemon.inputs.lockfile import LockError
+
         config = parse_config(request.config_text.decode("utf-8", "replace"), request.config_file)
         lock = lockfile.loads(request.lock_text.decode("utf-8", "replace"), request.lock_file)
         stale = lockfile.check(lock, config)
@@ -79,6 +84,8 @@ class ImagesServicer(pb_grpc.ImagesServicer):
         return results
 
     def _built(self, out: Digest, root: str, plan: planner.Plan, cached: bool) -> pb.ImageBuilt:
+        from seal.daemon.build.image_builtins import HARDENING_JSON, IMAGE_JSON, IMAGE_TAR
+
         files = {e.path.decode(): e for e in self._store.walk(out) if e.kind == "file"}
         missing = {IMAGE_TAR, IMAGE_JSON, HARDENING_JSON} - set(files)
         if missing:

@@ -8,20 +8,25 @@ its store digest: what the store holds is already fetched.
 
 from __future__ import annotations
 
+import queue
 import shutil
 from collections.abc import Callable
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TYPE_CHECKING
 
-from seal.daemon.build import builtins
 from seal.daemon.build.derivation import parse
 from seal.daemon.build.realizer import Realizer, ResultEvent
-from seal.daemon.inputs import fetch as fetching
-from seal.daemon.inputs import locker, lockfile, pylock
 from seal.proto.v1 import inputs_pb2 as pb
 from seal.proto.v1 import inputs_pb2_grpc as pb_grpc
 from seal.store import Digest
 
 from .status import InFlight, mapped
+
+if TYPE_CHECKING:
+    from seal.daemon.inputs import locker, lockfile
+
+# The resolvers, index parsers and lock-file code are imported by the calls that use them,
+# not at start-up: a daemon a client starts to answer one call answers it sooner.
 
 # Sessions at once: twice the realizer's fetch slots (max_fetches), so that the next
 # files' sessions are planned and waiting while the slots download.
@@ -30,6 +35,8 @@ FETCH_RECORDS = "fetches"  # URL -> the digest (and size) it gave, JSON
 
 
 def _sources(msg: pb.Sources) -> locker.Sources:
+    from seal.daemon.inputs import locker
+
     defaults = locker.Sources()
     return locker.Sources(
         pypi_index=msg.pypi_index or defaults.pypi_index,
@@ -61,6 +68,8 @@ class InputsServicer(pb_grpc.InputsServicer):
 
     @mapped
     def Lock(self, request, context):
+        from seal.daemon.inputs import locker
+
         config = request.config_text.decode("utf-8", "replace")
         sources = _sources(request.sources)
         if request.check:
@@ -82,6 +91,9 @@ class InputsServicer(pb_grpc.InputsServicer):
 
     @mapped
     def Fetch(self, request, context):
+        from seal.daemon.inputs import fetch as fetching
+        from seal.daemon.inputs import lockfile
+
         lock = lockfile.loads(request.lock_text.decode("utf-8", "replace"), request.lock_file)
         pins = fetching.distinct(lock.artifacts)
         digests = {p.sha256: Digest.from_hex(p.sha256) for p in pins}
@@ -144,30 +156,35 @@ class InputsServicer(pb_grpc.InputsServicer):
         targets = self._add_derivations(todo)
         order = sorted(todo, key=lambda pin: (pin.sha256 not in needs, -pin.size))
         waiting = {pin.sha256 for pin in todo} & needs
+        ended: queue.SimpleQueue[tuple[Future, lockfile.Artifact | None]] = queue.SimpleQueue()
+
+        def submit(pool: ThreadPoolExecutor, pin: lockfile.Artifact | None, fn, *args) -> Future:
+            future = pool.submit(fn, *args)
+            future.add_done_callback(lambda f: ended.put((f, pin)))
+            return future
+
         with (
             ThreadPoolExecutor(FETCH_THREADS, thread_name_prefix="seal-fetch") as pool,
             ThreadPoolExecutor(1, thread_name_prefix="seal-fetch-then") as after,
         ):
-            futures = {
-                pool.submit(self._fetch_one, targets[pin.sha256], sessions): pin for pin in order
+            pending = {
+                submit(pool, pin, self._fetch_one, targets[pin.sha256], sessions) for pin in order
             }
-            pending = set(futures)
             if not waiting:
-                pending.add(after.submit(then))
+                pending.add(submit(after, None, then))
             try:
                 while pending:
-                    done, pending = wait(pending, return_when=FIRST_EXCEPTION)
-                    for future in done:
-                        future.result()  # the first failure ends the call
-                        pin = futures.get(future)
-                        if pin is None:  # ``then``
-                            continue
-                        fetched += pin.size
-                        yield pb.FetchEvent(done=_artifact_pb(pin, pin.urls[0]))
-                        if pin.sha256 in waiting:
-                            waiting.discard(pin.sha256)
-                            if not waiting:
-                                pending.add(after.submit(then))
+                    future, pin = ended.get()
+                    pending.discard(future)
+                    future.result()  # the first failure ends the call
+                    if pin is None:  # ``then``
+                        continue
+                    fetched += pin.size
+                    yield pb.FetchEvent(done=_artifact_pb(pin, pin.urls[0]))
+                    if pin.sha256 in waiting:
+                        waiting.discard(pin.sha256)
+                        if not waiting:
+                            pending.add(submit(after, None, then))
             except BaseException:
                 for future in pending:
                     future.cancel()
@@ -178,6 +195,8 @@ class InputsServicer(pb_grpc.InputsServicer):
 
     def _verify(self, lock: lockfile.Lock) -> None:
         """Signatures: checked on every fetch, whoever downloaded the files."""
+        from seal.daemon.inputs import fetch as fetching
+
         scratch = self._store.scratch_dir("verify-")
         try:
             fetching.verify_signed(lock, self._object_path, scratch)
@@ -185,6 +204,8 @@ class InputsServicer(pb_grpc.InputsServicer):
             shutil.rmtree(scratch, ignore_errors=True)
 
     def _pylock(self, lock: lockfile.Lock) -> bytes:
+        from seal.daemon.inputs import pylock
+
         paths = {w.filename: self._object_path(w.sha256) for w in lock.select(kind="wheel")}
         return pylock.export(lock, paths=paths).encode()
 
@@ -192,21 +213,16 @@ class InputsServicer(pb_grpc.InputsServicer):
         return self._store.layout.object_path(Digest.from_hex(sha256))
 
     def _add_derivations(self, pins: list[lockfile.Artifact]) -> dict[str, Digest]:
-        """Store every pin's fetch derivation in one batch (one sync, one transaction).
+        """Store every pin's fetch derivation in one batch; returns sha256 -> digest."""
+        from seal.daemon.inputs import fetch as fetching
 
-        What ``Realizer.add_documents`` does for one document, for all of them:
-        parse, check the builtin's parameters, store.  Returns sha256 -> digest.
-        """
         drvs = {
             pin.sha256: parse(
                 fetching.derivation_document(pin), where=fetching.derivation_name(pin)
             )
             for pin in pins
         }
-        with self._store.batch() as batch:
-            for drv in drvs.values():
-                builtins.validate(drv, drv.name)
-                batch.add_bytes(drv.canonical)
+        self._realizer.add_derivations(list(drvs.values()))
         return {sha: drv.digest for sha, drv in drvs.items()}
 
     def _fetch_one(self, target: Digest, sessions: list) -> Digest:

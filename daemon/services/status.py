@@ -23,8 +23,6 @@ import threading
 import grpc
 
 from seal.daemon import errors as daemon_errors
-from seal.daemon.inputs.config import ConfigError
-from seal.daemon.inputs.lockfile import LockError
 from seal.store import errors as store_errors
 from seal.store.tree import MalformedTree
 
@@ -52,8 +50,7 @@ _CODES: list[tuple[type[Exception], grpc.StatusCode]] = [
     # the store raises its base class for a few refusals (read-only, a recorded
     # object whose file is gone, ...): the store's state, not the request, is at fault
     (store_errors.StoreError, _C.FAILED_PRECONDITION),
-    (ConfigError, _C.INVALID_ARGUMENT),
-    (LockError, _C.INVALID_ARGUMENT),
+    (daemon_errors.InvalidDocument, _C.INVALID_ARGUMENT),
     (daemon_errors.InvalidRequest, _C.INVALID_ARGUMENT),
     (daemon_errors.InvalidRootName, _C.INVALID_ARGUMENT),
     (daemon_errors.TooLarge, _C.RESOURCE_EXHAUSTED),
@@ -86,7 +83,7 @@ def _abort(context: grpc.ServicerContext, exc: Exception, method: str) -> None:
         code = _C.INTERNAL
     else:
         reason, hint, message = exc.reason, exc.hint, exc.message  # type: ignore[attr-defined]
-        if isinstance(exc, LockError):  # its message alone does not say which file and line
+        if isinstance(exc, daemon_errors.InvalidDocument):  # str() says which file and line
             message = str(exc)
         log.info("%s: %s (%s)", method, message, reason)
     metadata = [(REASON_KEY, reason)]

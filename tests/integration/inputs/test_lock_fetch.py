@@ -25,6 +25,8 @@ from pypifixture import PyPIFixture
 from sealtest import daemon_pids
 
 from seal.client import exitcodes
+from seal.client.daemonproc import Supervisor
+from seal.client.inputs import InputsBackend
 from seal.daemon.inputs.locker import RUNTIME, TOOLCHAIN
 
 CONFIG = """\
@@ -308,6 +310,33 @@ class TestFetch:
         for name in ("app", "lib", "fast-dep", "native"):
             gets = world.pypi.requests_for(wheel_file(locked, name))
             assert len([g for g in gets if g.status == 200]) == 1, (name, gets)
+
+
+def test_progress_arrives_while_another_file_still_downloads(locked, world, store):
+    """Each file's "done" event is sent when it is in, not when the last one is."""
+    held = wheel_file(locked, "native")
+    others = {a["filename"] for a in artifacts(locked)} - {held}
+    gate = world.pypi.hold(held)
+    timer = threading.Timer(60, gate.set)  # were the events held back, this ends the wait
+    timer.start()
+    before_release: set[str] = set()
+
+    def on_event(kind: str, data: dict) -> None:
+        if kind == "done" and not gate.is_set():
+            before_release.add(data["filename"])
+            if before_release == others:
+                gate.set()
+
+    try:
+        with Supervisor(store) as supervisor:
+            report = InputsBackend(supervisor.connect).fetch(
+                str(locked), offline=False, on_event=on_event
+            )
+    finally:
+        timer.cancel()
+        gate.set()
+    assert report["missing"] == [] and report["fetched"] == len(others) + 1
+    assert before_release == others
 
 
 def test_fetch_checks_the_cpython_signature(tmp_path, rm, world, store):
