@@ -11,6 +11,7 @@ services hand them to the realizer.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Callable, Iterable
@@ -93,6 +94,31 @@ def signed_inputs(lock: Lock) -> set[str]:
     return needed
 
 
+def verification_key(lock: Lock) -> str:
+    """A name for everything ``verify_signed`` decides on: each signed artifact's, its
+    signature's and its signing key's SHA-256, the key the lock expects, the signer.
+
+    The same name means the same bytes checked against the same fingerprint, so a
+    fetch may skip a check made before (the store's objects are immutable).
+    """
+    by_filename = {a.filename: a for a in lock.artifacts}
+    checks = []
+    for artifact in lock.artifacts:
+        if artifact.signer is None or artifact.signature is None:
+            continue
+        signature = by_filename.get(artifact.signature)
+        keys = sorted(
+            (k.sha256, str(k.details.get("key_sha256", "")))
+            for k in lock.artifacts
+            if k.kind == "signing-key" and k.role == artifact.role
+        )
+        checks.append(
+            [artifact.sha256, signature.sha256 if signature else "", keys, artifact.signer]
+        )
+    text = json.dumps(sorted(checks), separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 def verify_signed(
     lock: Lock, path_of: Callable[[str], str], scratch: Path
 ) -> list[tuple[Artifact, SignatureResult]]:
@@ -112,7 +138,11 @@ def verify_signed(
         signature = by_filename[artifact.signature]
         keyring = _keyring(keys, artifact, path_of, scratch)
         result = verify_detached(
-            path_of(artifact.sha256), path_of(signature.sha256), keyring, artifact.signer
+            path_of(artifact.sha256),
+            path_of(signature.sha256),
+            keyring,
+            artifact.signer,
+            name=f"{signature.filename} (the signature of {artifact.filename})",
         )
         results.append((artifact, result))
     return results

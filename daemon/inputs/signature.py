@@ -109,12 +109,15 @@ def verify_detached(
     *,
     gpgv: str = "gpgv",
     gpg: str = "gpg",
+    name: str | None = None,
 ) -> SignatureResult:
     """Check that ``sig_path`` is a good signature of ``data_path`` by the pinned key.
 
     Args:
         keyring_path: a binary keyring gpgv reads (see ``keyring_from_armored``).
         fingerprint: the pinned key: the primary key's or the signing subkey's fingerprint.
+        name: what errors call the signature (default: ``sig_path``), e.g. its file name
+            when the path is a store object's.
 
     Raises:
         SignatureError: with a ``reason`` naming what is wrong.
@@ -128,10 +131,11 @@ def verify_detached(
         proc = _run([*cmd, "--", str(sig_path), str(data_path)], gpgv)
     blocks = _parse_status(proc.stdout.decode("utf-8", "replace"))
     good = [b for b in blocks if b.validsig and pinned in _fingerprints(b)]
+    shown = name or sig_path
     if not good:
-        raise _no_good_signature(blocks, pinned, sig_path, proc.stderr)
-    result = _accept(good[0], sig_path)
-    _check_not_revoked(keyring, result, sig_path, gpg)
+        raise _no_good_signature(blocks, pinned, shown, proc.stderr)
+    result = _accept(good[0], shown)
+    _check_not_revoked(keyring, result, shown, gpg)
     return result
 
 

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 # files' sessions are planned and waiting while the slots download.
 FETCH_THREADS = 16
 FETCH_RECORDS = "fetches"  # URL -> the digest (and size) it gave, JSON
+VERIFIED = "verified-signatures"  # cache: one empty file per signature check passed
 
 
 def _sources(msg: pb.Sources) -> locker.Sources:
@@ -119,8 +120,8 @@ class InputsServicer(pb_grpc.InputsServicer):
             for pin in pins:
                 if pin.sha256 in have:
                     yield pb.FetchEvent(done=_artifact_pb(pin))
-            # signatures are checked on every fetch, whoever downloaded the files, as soon
-            # as what they read is here (while the other files still download)
+            # signatures are checked whoever downloaded the files (once for the same bytes
+            # and signer), as soon as what they read is here (while the rest downloads)
             fetched = yield from self._download(
                 todo, context, fetching.signed_inputs(lock), lambda: self._verify(lock)
             )
@@ -194,14 +195,19 @@ class InputsServicer(pb_grpc.InputsServicer):
         return fetched
 
     def _verify(self, lock: lockfile.Lock) -> None:
-        """Signatures: checked on every fetch, whoever downloaded the files."""
+        """Signatures: checked on every fetch, whoever downloaded the files, unless the
+        same bytes passed the same check before (a marker in the store's cache)."""
         from seal.daemon.inputs import fetch as fetching
 
+        marker = self._store.cache_dir(VERIFIED) / fetching.verification_key(lock)
+        if marker.exists():
+            return
         scratch = self._store.scratch_dir("verify-")
         try:
             fetching.verify_signed(lock, self._object_path, scratch)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
+        marker.touch()
 
     def _pylock(self, lock: lockfile.Lock) -> bytes:
         from seal.daemon.inputs import pylock

@@ -349,6 +349,26 @@ def test_fetch_checks_the_cpython_signature(tmp_path, rm, world, store):
     assert json.loads(proc.stderr)["error"]["reason"] == "signature-bad", proc.stderr
 
 
+def test_a_signature_check_passed_before_is_not_taken_for_another_signer(locked, store, tmp_path):
+    """The second fetch skips the check it passed; a lock naming another fingerprint
+    for the same bytes is checked again, and refused."""
+    seal(store, "fetch", str(locked))
+    again = json.loads(seal(store, "--json", "fetch", str(locked)).stdout)
+    assert again["fetched"] == 0
+    config = tmp_path / locked.name
+    shutil.copy(locked, config)
+    text = locked.with_name(locked.name + ".lock").read_text()
+    signer = next(a["signer"] for a in artifacts(locked) if a.get("signer"))
+    other = ("0" if signer[0] != "0" else "1") + signer[1:]
+    config.with_name(config.name + ".lock").write_text(text.replace(signer, other))
+    proc = seal(store, "--json", "fetch", str(config), ok=False)
+    error = json.loads(proc.stderr)["error"]
+    assert error["reason"] == "signature-wrong-key", proc.stderr
+    assert f"not by the pinned key {other}" in error["message"]
+    # the signature is named by its file, not by its place in the store
+    assert ".asc (the signature of " in error["message"] and "objects/" not in error["message"]
+
+
 def test_uv_installs_the_fetched_wheels_offline_from_the_pylock(tmp_path, rm, world, store):
     """A lock for this very interpreter, so uv can install it: the store's files, no network."""
     uv = shutil.which("uv") or str(Path(sys.executable).with_name("uv"))
