@@ -283,13 +283,17 @@ def lock_file(config: Path) -> Path:
 
 
 def lock_downloads(path: Path) -> list[Download]:
-    """Every ``[[artifact]]`` of seal's lock: first URL, SHA-256, size, filename."""
+    """Each distinct file of seal's lock (a .deb in both the toolchain and the runtime is
+    one file, and seal downloads it once): first URL, SHA-256, size, filename."""
     with path.open("rb") as f:
         doc = tomllib.load(f)
-    out = []
+    out, seen = [], set()
     for art in doc.get("artifact", doc.get("artifacts", [])):
         urls = art.get("urls") or [art["url"]]
         name = art.get("filename") or urls[0].rsplit("/", 1)[-1]
+        if art.get("sha256") in seen:
+            continue
+        seen.add(art.get("sha256"))
         out.append(Download(urls[0], name, art.get("sha256"), art.get("size")))
     if not out:
         raise Unavailable(f"{path.name} lists no [[artifact]] with a URL")
@@ -323,6 +327,24 @@ def curl_fetch(downloads: list[Download], dest: Path, parallel: bool) -> tuple[f
 
 
 # -- seal ------------------------------------------------------------------------------
+def compile_seal() -> None:
+    """Byte-compile seal's modules, as ``pip install`` does: a checkout run from source
+    (an editable install with PYTHONDONTWRITEBYTECODE set) would otherwise compile every
+    module again in each CLI call and daemon start."""
+    import importlib
+
+    roots = [
+        str(Path(importlib.import_module(f"seal.{part}").__file__).parent)
+        for part in ("client", "daemon", "store", "proto")
+    ]
+    subprocess.run(
+        [sys.executable, "-m", "compileall", "-q", *roots],
+        check=False,
+        capture_output=True,
+        env={**os.environ, "PYTHONDONTWRITEBYTECODE": ""},
+    )
+
+
 def seal_cli() -> list[str]:
     """The installed console script of this Python (not a version manager's shim on PATH)."""
     exe = Path(sys.executable).with_name("seal")
@@ -522,6 +544,8 @@ def main(argv: list[str] | None = None) -> int:
     header(tools)
     print(f"config: {config.name}: Python {target.python}, {', '.join(target.requirements)}")
 
+    if not args.skip_seal:
+        compile_seal()
     base = Path(tempfile.mkdtemp(prefix="seal-bench-lock-", dir="/dev/shm"))
     try:
         seal_config = None if args.skip_seal else config

@@ -271,9 +271,12 @@ def _supervisor(args: argparse.Namespace):
 def run(args: argparse.Namespace, out: Renderer) -> int:
     if args.verb == "daemon":
         return run_daemon(args, out)
+    supervisor = _supervisor(args)
+    if args.verb in ("lock", "fetch", "build") and os.path.isfile(args.config):
+        supervisor.prestart()  # the daemon starts while this process loads gRPC
     from .rpc import RemoteBackend
 
-    with _supervisor(args) as supervisor:
+    with supervisor:
         backend = RemoteBackend(supervisor.connect)
         if args.verb == "store":
             return run_store(backend, args, out)

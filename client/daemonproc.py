@@ -35,11 +35,15 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from seal.store.layout import FORMAT_VERSION, socket_path
 
-from . import exitcodes, rpc
+from . import exitcodes
 from .errors import ClientError
+
+if TYPE_CHECKING:
+    from . import rpc
 
 START_TIMEOUT = 3.0  # the issue's bound on waiting for a new daemon to serve
 LOCK_TIMEOUT = 30.0  # how long to wait for another client that is starting the daemon
@@ -117,11 +121,37 @@ class Supervisor:
         self.check_store = check_store
         self.command = command or DAEMON_COMMAND
         self._conn: rpc.Connection | None = None
+        # a daemon prestart() started: its process, log, and the spawn lock still held
+        self._starting: tuple[subprocess.Popen, _Log, contextlib.ExitStack] | None = None
 
     def close(self) -> None:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+        if self._starting is not None:  # never waited for: it runs on, unwatched
+            _proc, log, held = self._starting
+            self._starting = None
+            log.close()
+            held.close()
+
+    def prestart(self) -> None:
+        """Start a daemon now if none listens, without waiting for it (nor loading gRPC):
+        the caller's own start-up then overlaps the daemon's; ``connect`` waits for it."""
+        if self._conn is not None or self._starting is not None:
+            return
+        if probe(self.socket) != "absent":
+            return
+        held = contextlib.ExitStack()
+        try:
+            held.enter_context(self._spawn_lock(create=True))
+            if probe(self.socket) != "absent":  # another client started one meanwhile
+                held.close()
+                return
+            proc, log = self._popen()
+        except BaseException:
+            held.close()
+            raise
+        self._starting = (proc, log, held)
 
     def __enter__(self) -> Supervisor:
         return self
@@ -138,6 +168,9 @@ class Supervisor:
         """
         if self._conn is not None:
             return self._conn
+        if self._starting is not None:  # prestart() began it: wait for that one
+            self._conn, _ = self._start()
+            return self._conn
         conn, info = self._answering()
         if conn is not None and self._compatible(info):
             self._conn = conn
@@ -145,6 +178,8 @@ class Supervisor:
         if conn is not None:
             conn.close()
         if not create_store and not (self.store / "VERSION").exists():
+            from . import rpc
+
             raise ClientError(
                 f"no store at {self.store}",
                 hint="add something to it first, or pass --store",
@@ -190,6 +225,8 @@ class Supervisor:
     # -- internals ---------------------------------------------------------------------------
     def _answering(self) -> tuple[rpc.Connection | None, dict | None]:
         """(connection, Status) of the daemon on the socket, or (None, None)."""
+        from . import rpc
+
         state = probe(self.socket)
         if state == "denied":
             raise ClientError(
@@ -230,6 +267,11 @@ class Supervisor:
 
     def _start(self) -> tuple[rpc.Connection, bool]:
         """Under the spawn lock: reuse a compatible daemon, else replace or start one."""
+        if self._starting is not None:
+            proc, log, held = self._starting
+            self._starting = None
+            with held:
+                return self._wait_ready(proc, log), True
         with self._spawn_lock(create=True):
             conn, info = self._answering()  # another client may have started it meanwhile
             if conn is not None:
@@ -276,22 +318,33 @@ class Supervisor:
 
     def _spawn(self) -> rpc.Connection:
         """Start the daemon, wait until it serves, return a connection to it."""
+        proc, log = self._popen()
+        return self._wait_ready(proc, log)
+
+    def _popen(self) -> tuple[subprocess.Popen, _Log]:
         log = _Log.open(self.store, self.log)
         cmd = [*self.command, "--store", str(self.store), "--socket", self.socket]
+        try:
+            proc = subprocess.Popen(
+                cmd,
+                stdin=subprocess.DEVNULL,
+                stdout=log.fd,
+                stderr=log.fd,
+                start_new_session=True,
+                close_fds=True,
+                cwd="/",
+            )
+        except OSError as exc:
+            log.close()
+            raise _os_error("cannot start the seal daemon", exc) from None
+        return proc, log
+
+    def _wait_ready(self, proc: subprocess.Popen, log: _Log) -> rpc.Connection:
+        """Wait until the daemon ``proc`` serves; a connection to it."""
+        from . import rpc
+
         conn = None
         try:
-            try:
-                proc = subprocess.Popen(
-                    cmd,
-                    stdin=subprocess.DEVNULL,
-                    stdout=log.fd,
-                    stderr=log.fd,
-                    start_new_session=True,
-                    close_fds=True,
-                    cwd="/",
-                )
-            except OSError as exc:
-                raise _os_error("cannot start the seal daemon", exc) from None
             conn = rpc.Connection(self.address)
             deadline = time.monotonic() + START_TIMEOUT
             while True:
@@ -318,6 +371,8 @@ class Supervisor:
             log.close()
 
     def _died(self, code: int, log: _Log) -> ClientError:
+        from . import rpc
+
         last = _LOG_PREFIX.sub("", log.last_line()) or "it logged nothing"
         reason = _START_FAILURES.get(code, "daemon-failed")
         return ClientError(

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import grp
+import importlib
 import logging
 import os
 import signal
@@ -177,7 +178,6 @@ def create_server(
         build_pb2_grpc.add_ImagesServicer_to_server(ImagesServicer(realizer, in_flight), server)
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
         listener.bind(server)
-        _report_sandbox()
         server.start()
         uploads.start_reaper()
         if handoff is not None:
@@ -191,6 +191,7 @@ def create_server(
             os.getpid(),
             identity.version,
         )
+        threading.Thread(target=_settle, name="seal-settle", daemon=True).start()
         yield daemon
     finally:
         if health_servicer is not None:
@@ -227,6 +228,27 @@ def _handoff_server() -> HandoffServer | None:
     except OSError as exc:
         log.warning("no descriptor handoff (%s): local clients will stream bytes", exc)
         return None
+
+
+# Imported after the daemon answers, not before: the call that started it is served
+# sooner, and the next ones find them loaded.
+_WARM_MODULES = (
+    "seal.daemon.inputs.locker",
+    "seal.daemon.inputs.fetch",
+    "seal.daemon.inputs.pylock",
+    "seal.daemon.build.planner",
+    "seal.daemon.build.image_builtins",
+)
+
+
+def _settle() -> None:
+    """After start: say whether builds can run here, then load what calls will need."""
+    _report_sandbox()
+    for name in _WARM_MODULES:
+        try:
+            importlib.import_module(name)
+        except Exception:  # the call that needs it reports the error
+            log.debug("loading %s failed", name, exc_info=True)
 
 
 def _report_sandbox() -> None:

@@ -411,6 +411,14 @@ def test_the_fetched_wheels_hash_as_locked(locked, store):
     assert os.path.exists(store / "VERSION")
 
 
+def test_a_missing_config_starts_no_daemon_and_makes_no_store(store, tmp_path):
+    for verb in ("lock", "fetch", "build"):
+        proc = seal(store, verb, str(tmp_path / "missing.yaml"), ok=False)
+        assert proc.returncode in (exitcodes.BAD_INPUT, exitcodes.NOT_FOUND), proc.stderr
+        assert "missing.yaml" in proc.stderr
+    assert not store.exists() and daemon_pids(store) == []
+
+
 def test_an_unreadable_lock_is_named_with_its_line(store, tmp_path):
     """A broken lock file's error says which file (and line) to look at."""
     config = tmp_path / "image.yaml"
