@@ -509,8 +509,8 @@ class Realizer:
         return inputs
 
     def _build(self, job: _Job, inputs: dict[str, Digest], slot: _Slot) -> None:
-        """Run the builder (holding ``slot``), then store and record what it made (the
-        slot let go: the next build or download starts while this one is recorded)."""
+        """Run the builder holding ``slot``, then record what it made (a download lets its
+        slot go first; a sandbox build keeps it while its output is stored)."""
         drv = job.drv
         rec = self.records.start_build(job.digest, drv.name, check=job.check)
         job.publish(StartedEvent(job.digest, drv.name, rec.id, job.check))
@@ -547,7 +547,8 @@ class Realizer:
         except Exception as exc:
             log.exception("build of %s failed unexpectedly", job.digest)
             failure = f"internal error: {type(exc).__name__}: {exc}"
-        slot.release()
+        if drv.is_fixed:  # a download is done: the next may start while this one is recorded
+            slot.release()
         if failure is not None:
             outs = {}
             emit(f"[seal] build of {drv.name} failed: {failure}\n".encode())
