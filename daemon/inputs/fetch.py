@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from seal.store import Digest, Directory, FileNode
@@ -77,20 +77,26 @@ def url_records(pins: Iterable[Artifact]) -> list[tuple[bytes, bytes]]:
     return out
 
 
-def signed_inputs(lock: Lock) -> set[str]:
-    """The SHA-256s ``verify_signed`` reads: signed artifacts, their signatures, their keys."""
+def _signed(lock: Lock) -> Iterator[tuple[Artifact, Artifact | None, list[Artifact]]]:
+    """Each signed artifact of ``lock``, its signature's artifact (the lock loader refuses
+    a lock without it) and the signing keys of its role."""
     by_filename = {a.filename: a for a in lock.artifacts}
-    needed: set[str] = set()
+    keys = [a for a in lock.artifacts if a.kind == "signing-key"]
     for artifact in lock.artifacts:
         if artifact.signer is None or artifact.signature is None:
             continue
+        role_keys = [k for k in keys if k.role == artifact.role]
+        yield artifact, by_filename.get(artifact.signature), role_keys
+
+
+def signed_inputs(lock: Lock) -> set[str]:
+    """The SHA-256s ``verify_signed`` reads: signed artifacts, their signatures, their keys."""
+    needed: set[str] = set()
+    for artifact, signature, keys in _signed(lock):
         needed.add(artifact.sha256)
-        signature = by_filename.get(artifact.signature)
         if signature is not None:
             needed.add(signature.sha256)
-        needed.update(
-            k.sha256 for k in lock.artifacts if k.kind == "signing-key" and k.role == artifact.role
-        )
+        needed.update(k.sha256 for k in keys)
     return needed
 
 
@@ -101,20 +107,15 @@ def verification_key(lock: Lock) -> str:
     The same name means the same bytes checked against the same fingerprint, so a
     fetch may skip a check made before (the store's objects are immutable).
     """
-    by_filename = {a.filename: a for a in lock.artifacts}
-    checks = []
-    for artifact in lock.artifacts:
-        if artifact.signer is None or artifact.signature is None:
-            continue
-        signature = by_filename.get(artifact.signature)
-        keys = sorted(
-            (k.sha256, str(k.details.get("key_sha256", "")))
-            for k in lock.artifacts
-            if k.kind == "signing-key" and k.role == artifact.role
-        )
-        checks.append(
-            [artifact.sha256, signature.sha256 if signature else "", keys, artifact.signer]
-        )
+    checks = [
+        [
+            artifact.sha256,
+            signature.sha256 if signature else "",
+            sorted((k.sha256, str(k.details.get("key_sha256", ""))) for k in keys),
+            artifact.signer,
+        ]
+        for artifact, signature, keys in _signed(lock)
+    ]
     text = json.dumps(sorted(checks), separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()
 
@@ -129,13 +130,9 @@ def verify_signed(
     signature must be by the pinned fingerprint.  Raises CPythonSourceError or
     signature.SignatureError.
     """
-    by_filename = {a.filename: a for a in lock.artifacts}
-    keys = [a for a in lock.artifacts if a.kind == "signing-key"]
     results = []
-    for artifact in lock.artifacts:
-        if artifact.signer is None or artifact.signature is None:
-            continue
-        signature = by_filename[artifact.signature]
+    for artifact, signature, keys in _signed(lock):
+        assert signature is not None  # lockfile.loads refuses a signature not in the lock
         keyring = _keyring(keys, artifact, path_of, scratch)
         result = verify_detached(
             path_of(artifact.sha256),
@@ -151,19 +148,20 @@ def verify_signed(
 def _keyring(
     keys: list[Artifact], artifact: Artifact, path_of: Callable[[str], str], scratch: Path
 ) -> Path:
-    for key in keys:
-        if key.role != artifact.role:
-            continue
-        keyring = scratch / f"{key.sha256}.gpg"
-        if not keyring.exists():
-            with open(path_of(key.sha256), "rb") as f:
-                data = f.read()
-            want = key.details.get("key_sha256")
-            if want:
-                locked_keyring(data, keyring, str(want), name=key.filename)
-            else:
-                signing_keyring(data, keyring, name=key.filename)
-        return keyring
-    raise CPythonSourceError(
-        f"the lock has no signing key for {artifact.label}", reason="cpython-signing-key-missing"
-    )
+    """A keyring of the first of ``keys`` (the artifact's role's) holding the expected key."""
+    if not keys:
+        raise CPythonSourceError(
+            f"the lock has no signing key for {artifact.label}",
+            reason="cpython-signing-key-missing",
+        )
+    key = keys[0]
+    keyring = scratch / f"{key.sha256}.gpg"
+    if not keyring.exists():
+        with open(path_of(key.sha256), "rb") as f:
+            data = f.read()
+        want = key.details.get("key_sha256")
+        if want:
+            locked_keyring(data, keyring, str(want), name=key.filename)
+        else:
+            signing_keyring(data, keyring, name=key.filename)
+    return keyring
