@@ -178,13 +178,11 @@ class Supervisor:
         if conn is not None:
             conn.close()
         if not create_store and not (self.store / "VERSION").exists():
-            from . import rpc
-
             raise ClientError(
                 f"no store at {self.store}",
                 hint="add something to it first, or pass --store",
                 reason="store-missing",
-                exit_code=rpc.exit_code(None, "store-missing"),
+                exit_code=exitcodes.exit_code(None, "store-missing"),
             )
         self._conn, _ = self._start()
         return self._conn
@@ -234,7 +232,7 @@ class Supervisor:
                 hint="the daemon belongs to another user (its socket is private to its owner); "
                 "use a store of your own (--store) or ask its owner for a socket group",
                 reason="permission-denied",
-                exit_code=rpc.exit_code("PERMISSION_DENIED", "permission-denied"),
+                exit_code=exitcodes.exit_code("PERMISSION_DENIED", "permission-denied"),
             )
         if state == "absent":
             return None, None
@@ -371,15 +369,13 @@ class Supervisor:
             log.close()
 
     def _died(self, code: int, log: _Log) -> ClientError:
-        from . import rpc
-
         last = _LOG_PREFIX.sub("", log.last_line()) or "it logged nothing"
         reason = _START_FAILURES.get(code, "daemon-failed")
         return ClientError(
             f"the seal daemon exited at start (exit code {code}): {last}",
             hint=log.hint(),
             reason=reason,
-            exit_code=rpc.exit_code("UNAVAILABLE", reason),
+            exit_code=exitcodes.exit_code("UNAVAILABLE", reason),
         )
 
     def _terminate(self, conn: rpc.Connection, pid: int) -> None:

@@ -16,6 +16,43 @@ BUILD_FAILED = 12  # a build ran and failed (its log says why), or was cancelled
 INTERRUPTED = 130  # Ctrl-C
 INTERNAL = 70  # a bug in seal: rerun with --debug and report the traceback
 
+# One table: (gRPC status code name, seal-reason) -> exit code; first match wins and
+# None matches anything.  Errors raised in the client itself (input checked with the
+# store's helpers) are looked up as ``rpc.LOCAL`` with their reason.  No gRPC here: the
+# client starts a daemon and reports its failures before it loads gRPC.
+EXIT_CODES: list[tuple[str | None, str | None, int]] = [
+    (None, "store-locked", BUSY),
+    (None, "store-version", INCOMPATIBLE),
+    (None, "daemon-incompatible", INCOMPATIBLE),
+    (None, "store-missing", NOT_FOUND),
+    (None, "build-failed", BUILD_FAILED),
+    (None, "build-cancelled", BUILD_FAILED),
+    ("INVALID_ARGUMENT", None, BAD_INPUT),
+    ("OUT_OF_RANGE", None, BAD_INPUT),
+    ("ALREADY_EXISTS", None, BAD_INPUT),
+    ("NOT_FOUND", None, NOT_FOUND),
+    ("DATA_LOSS", None, DATA_LOSS),
+    ("UNAVAILABLE", None, UNAVAILABLE),
+    ("DEADLINE_EXCEEDED", None, UNAVAILABLE),
+    ("ABORTED", None, UNAVAILABLE),
+    ("FAILED_PRECONDITION", None, PRECONDITION),
+    ("RESOURCE_EXHAUSTED", None, LIMIT),
+    ("PERMISSION_DENIED", None, PERMISSION),
+    ("UNAUTHENTICATED", None, PERMISSION),
+    ("UNIMPLEMENTED", None, INCOMPATIBLE),
+    ("CANCELLED", None, INTERRUPTED),
+    (None, None, INTERNAL),  # INTERNAL, UNKNOWN: a bug in the daemon
+]
+
+
+def exit_code(code: str | None, reason: str | None) -> int:
+    """The exit code for a status code name and a seal-reason (see ``EXIT_CODES``)."""
+    for row_code, row_reason, exit_ in EXIT_CODES:
+        if (row_code is None or row_code == code) and (row_reason is None or row_reason == reason):
+            return exit_
+    return INTERNAL  # pragma: no cover - the last row matches everything
+
+
 HELP = """exit codes:
   0  success
   1  the command found a problem (verify: missing or corrupt objects;

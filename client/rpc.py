@@ -2,7 +2,7 @@
 
 This is the only client module that imports the generated stubs or catches
 ``grpc.RpcError``: every failed call becomes a ``ClientError`` with an exit
-code from one table (``EXIT_CODES``), keyed by the status code and the
+code from one table (``exitcodes.EXIT_CODES``), keyed by the status code and the
 daemon's ``seal-reason``.  Results are plain dicts shaped as the CLI's
 ``--json`` output (see ``RemoteBackend``).
 
@@ -27,39 +27,13 @@ from seal.store.errors import StoreError
 
 from . import exitcodes
 from .errors import ClientError, corrupt_download
+from .exitcodes import EXIT_CODES, exit_code  # noqa: F401 - EXIT_CODES: the table, here too
 
 CHUNK = 1 << 20  # the API's cap on one message's bytes payload
 MAX_DIGESTS = 10_000  # the API's cap on digests in one message
 REASON_KEY = "seal-reason"
 HINT_KEY = "seal-hint"
 LOCAL = "INVALID_ARGUMENT"  # the status an error raised in this process counts as
-
-# One table: (gRPC status code name, seal-reason) -> exit code; first match wins and
-# None matches anything.  Errors raised in this process (input checked with the
-# store's helpers) are looked up as LOCAL with their reason.
-EXIT_CODES: list[tuple[str | None, str | None, int]] = [
-    (None, "store-locked", exitcodes.BUSY),
-    (None, "store-version", exitcodes.INCOMPATIBLE),
-    (None, "daemon-incompatible", exitcodes.INCOMPATIBLE),
-    (None, "store-missing", exitcodes.NOT_FOUND),
-    (None, "build-failed", exitcodes.BUILD_FAILED),
-    (None, "build-cancelled", exitcodes.BUILD_FAILED),
-    ("INVALID_ARGUMENT", None, exitcodes.BAD_INPUT),
-    ("OUT_OF_RANGE", None, exitcodes.BAD_INPUT),
-    ("ALREADY_EXISTS", None, exitcodes.BAD_INPUT),
-    ("NOT_FOUND", None, exitcodes.NOT_FOUND),
-    ("DATA_LOSS", None, exitcodes.DATA_LOSS),
-    ("UNAVAILABLE", None, exitcodes.UNAVAILABLE),
-    ("DEADLINE_EXCEEDED", None, exitcodes.UNAVAILABLE),
-    ("ABORTED", None, exitcodes.UNAVAILABLE),
-    ("FAILED_PRECONDITION", None, exitcodes.PRECONDITION),
-    ("RESOURCE_EXHAUSTED", None, exitcodes.LIMIT),
-    ("PERMISSION_DENIED", None, exitcodes.PERMISSION),
-    ("UNAUTHENTICATED", None, exitcodes.PERMISSION),
-    ("UNIMPLEMENTED", None, exitcodes.INCOMPATIBLE),
-    ("CANCELLED", None, exitcodes.INTERRUPTED),
-    (None, None, exitcodes.INTERNAL),  # INTERNAL, UNKNOWN: a bug in the daemon
-]
 
 _CHANNEL_OPTIONS = [
     ("grpc.enable_http_proxy", 0),
@@ -68,14 +42,6 @@ _CHANNEL_OPTIONS = [
     ("grpc.min_reconnect_backoff_ms", 50),
     ("grpc.max_reconnect_backoff_ms", 250),
 ]
-
-
-def exit_code(code: str | None, reason: str | None) -> int:
-    """The exit code for a status code name and a seal-reason (see ``EXIT_CODES``)."""
-    for row_code, row_reason, exit_ in EXIT_CODES:
-        if (row_code is None or row_code == code) and (row_reason is None or row_reason == reason):
-            return exit_
-    return exitcodes.INTERNAL  # pragma: no cover - the last row matches everything
 
 
 def from_rpc_error(exc: grpc.RpcError, where: str = "") -> ClientError:
